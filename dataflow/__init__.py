@@ -1,0 +1,1 @@
+"""data-flow: Hawk-authenticated API-to-PostgreSQL sync on Apache Airflow."""

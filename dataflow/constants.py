@@ -1,0 +1,87 @@
+"""Every environment variable data-flow reads is read here, and nowhere else.
+
+Values are read once, at import. Tests that need other values set the environment
+before importing, or patch the attribute on this module.
+"""
+
+import os
+
+
+class ConfigurationError(ValueError):
+    """An environment variable has a value data-flow cannot use."""
+
+
+def _int(name, default, minimum=None):
+    raw = os.environ.get(name)
+    if raw is None or raw == '':
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f'{name} must be a whole number, got {raw!r}') from None
+    if minimum is not None and value < minimum:
+        raise ConfigurationError(f'{name} must be at least {minimum}, got {value}')
+    return value
+
+
+def _float(name, default, minimum=0.0):
+    raw = os.environ.get(name)
+    if raw is None or raw == '':
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f'{name} must be a number, got {raw!r}') from None
+    if value < minimum:
+        raise ConfigurationError(f'{name} must be at least {minimum}, got {value}')
+    return value
+
+
+def _bool(name, default):
+    raw = os.environ.get(name)
+    if raw is None or raw == '':
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ('1', 'true', 'yes', 'on'):
+        return True
+    if lowered in ('0', 'false', 'no', 'off'):
+        return False
+    raise ConfigurationError(f'{name} must be true or false, got {raw!r}')
+
+
+DEBUG = _bool('DEBUG', False)
+
+# Source API (Data Hub) and its Hawk credentials.
+DATAHUB_BASE_URL = os.environ.get('DATAHUB_BASE_URL', 'http://127.0.0.1:8100').rstrip('/')
+HAWK_ID = os.environ.get('HAWK_ID', '')
+HAWK_KEY = os.environ.get('HAWK_KEY', '')
+HAWK_ALGORITHM = os.environ.get('HAWK_ALGORITHM', 'sha256')
+
+# Source paging: timeouts are (connect, read) seconds per request.
+SOURCE_CONNECT_TIMEOUT = _float('SOURCE_CONNECT_TIMEOUT', 10.0)
+SOURCE_READ_TIMEOUT = _float('SOURCE_READ_TIMEOUT', 120.0)
+SOURCE_MAX_ATTEMPTS = _int('SOURCE_MAX_ATTEMPTS', 5, minimum=1)
+SOURCE_BACKOFF_BASE = _float('SOURCE_BACKOFF_BASE', 1.0)
+SOURCE_BACKOFF_MAX = _float('SOURCE_BACKOFF_MAX', 60.0)
+
+# Loading.
+INGEST_TASK_CONCURRENCY = _int('INGEST_TASK_CONCURRENCY', 4, minimum=1)
+# How long the swap waits for readers' locks before giving up an attempt, and how
+# many attempts it makes: a waiting ACCESS EXCLUSIVE lock queues every new reader.
+SWAP_LOCK_TIMEOUT_MS = _int('SWAP_LOCK_TIMEOUT_MS', 5000, minimum=1)
+SWAP_ATTEMPTS = _int('SWAP_ATTEMPTS', 5, minimum=1)
+
+# Views: the first month and day of the financial year, MM-DD.
+# Parsed (and refused with a clear error) where views use it, so that a bad value
+# cannot stop dataset pipelines from loading.
+FINANCIAL_YEAR_FIRST_MONTH_DAY = os.environ.get('FINANCIAL_YEAR_FIRST_MONTH_DAY', '04-01')
+
+# The datasets database: the Airflow connection id pipelines name in `target_db`
+# resolves through AIRFLOW_CONN_<ID>; DATASETS_DB_URL is the fallback outside Airflow.
+DATASETS_DB_URL = os.environ.get('DATASETS_DB_URL', '')
+
+# Local development, demo and tests: the PostgreSQL server to create databases on.
+# When it cannot be reached, an embedded server is started instead (dataflow.demo.services).
+POSTGRES_ADMIN_URL = os.environ.get('POSTGRES_ADMIN_URL', 'postgresql://postgres@127.0.0.1:5432/postgres')
+# Where embedded servers keep their data.
+DATAFLOW_STATE_DIR = os.environ.get('DATAFLOW_STATE_DIR', os.path.join(os.getcwd(), '.dataflow'))

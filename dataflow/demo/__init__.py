@@ -1,0 +1,1 @@
+"""A Data Hub-like source API for demos, tests and benchmarks."""

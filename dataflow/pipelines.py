@@ -1,0 +1,223 @@
+"""Pipeline classes as data engineers write them, turned into checked specifications.
+
+Any class in a module of `dataflow.meta` whose name contains `DatasetPipeline` is a
+dataset pipeline. Each is validated on its own: a broken class is reported with its
+name and attribute and leaves every other pipeline working.
+"""
+
+import datetime
+import importlib
+import inspect
+import pkgutil
+import urllib.parse
+from dataclasses import dataclass, field
+
+from dataflow.column_types import ColumnType, parse_column_type
+from dataflow.errors import PipelineDefinitionError
+
+DATASET_PIPELINE_MARKER = 'DatasetPipeline'
+PIPELINES_PACKAGE = 'dataflow.meta'
+
+# PostgreSQL truncates longer identifiers silently; two columns could then collide.
+MAX_IDENTIFIER_BYTES = 63
+
+# Tables whose names start with this belong to data-flow (staging and replaced tables).
+RESERVED_TABLE_PREFIX = '_df_'
+
+
+@dataclass(frozen=True)
+class Column:
+    source_field: str   # key in the source record; see `source_path`
+    name: str           # column in the target table
+    type: ColumnType
+
+    @property
+    def source_path(self):
+        """The nested path tried when the record has no literal `source_field` key:
+        'company__name' reads record['company']['name']."""
+        return tuple(self.source_field.split('__'))
+
+
+@dataclass(frozen=True)
+class DatasetPipelineSpec:
+    name: str
+    table_name: str
+    source_url: str
+    target_db: str
+    start_date: datetime.datetime
+    end_date: datetime.datetime | None
+    schedule: object
+    columns: tuple
+    pipeline_class: type = field(repr=False, compare=False)
+
+    @property
+    def primary_key(self):
+        """The primary key column, or None."""
+        return next((c for c in self.columns if c.type.primary_key), None)
+
+
+class _Problems:
+    """Collects every problem of one class, so its author sees them all at once."""
+
+    def __init__(self, cls):
+        self.cls = cls
+        self.found = []
+
+    def add(self, attribute, problem):
+        self.found.append((attribute, problem))
+
+    def raise_if_any(self):
+        if self.found:
+            raise PipelineDefinitionError(self.cls.__name__, self.found)
+
+
+def _check_identifier(problems, attribute, value, what):
+    if not isinstance(value, str) or not value:
+        problems.add(attribute, f'{what} must be a non-empty string, got {value!r}')
+        return False
+    if len(value.encode('utf-8')) > MAX_IDENTIFIER_BYTES:
+        problems.add(
+            attribute,
+            f'{what} {value!r} is {len(value.encode("utf-8"))} bytes; '
+            f'PostgreSQL identifiers are at most {MAX_IDENTIFIER_BYTES}',
+        )
+        return False
+    if '\x00' in value:
+        problems.add(attribute, f'{what} {value!r} contains a NUL character')
+        return False
+    return True
+
+
+def _check_datetime(problems, attribute, value, required):
+    if value is None and not required:
+        return None
+    if not isinstance(value, datetime.datetime):
+        problems.add(attribute, f'must be a datetime, got {value!r}')
+        return None
+    if value.tzinfo is None:
+        # Airflow reads naive dates as UTC; say so explicitly in the spec.
+        value = value.replace(tzinfo=datetime.timezone.utc)
+    return value
+
+
+def _check_schedule(problems, value):
+    if value is None or isinstance(value, (str, datetime.timedelta)):
+        if isinstance(value, str) and not value.strip():
+            problems.add('schedule_interval', 'must not be an empty string (use None for manual runs)')
+        return value
+    problems.add('schedule_interval', f'must be a cron expression, preset, timedelta or None, got {value!r}')
+    return None
+
+
+def _check_field_mapping(problems, mapping):
+    if not isinstance(mapping, (list, tuple)) or not mapping:
+        problems.add('field_mapping', 'must be a non-empty list of (source_field, column, SQL type)')
+        return ()
+    columns, seen = [], {}
+    for index, entry in enumerate(mapping):
+        where = f'field_mapping[{index}]'
+        if not (isinstance(entry, (list, tuple)) and len(entry) == 3):
+            problems.add(where, f'must be (source_field, column, SQL type), got {entry!r}')
+            continue
+        source_field, column_name, sql_type = entry
+        if not isinstance(source_field, str) or not source_field:
+            problems.add(where, f'source field must be a non-empty string, got {source_field!r}')
+            continue
+        if not _check_identifier(problems, where, column_name, 'column'):
+            continue
+        if column_name in seen:
+            problems.add(where, f'duplicate column {column_name!r} (also field_mapping[{seen[column_name]}])')
+            continue
+        seen[column_name] = index
+        try:
+            column_type = parse_column_type(sql_type)
+        except ValueError as exc:
+            problems.add(where, f'column {column_name!r}: {exc}')
+            continue
+        columns.append(Column(source_field, column_name, column_type))
+    primary_keys = [c.name for c in columns if c.type.primary_key]
+    if len(primary_keys) > 1:
+        problems.add('field_mapping', f'more than one PRIMARY KEY column: {", ".join(primary_keys)}')
+    return tuple(columns)
+
+
+def dataset_pipeline_spec(cls):
+    """The checked spec of a dataset pipeline class, or PipelineDefinitionError listing
+    every problem found (class name and attribute in each)."""
+    problems = _Problems(cls)
+    required = ('table_name', 'source_url', 'target_db', 'start_date', 'field_mapping')
+    for attribute in required:
+        if not hasattr(cls, attribute):
+            problems.add(attribute, 'is missing')
+    problems.raise_if_any()
+
+    table_name = cls.table_name
+    if _check_identifier(problems, 'table_name', table_name, 'table name'):
+        if table_name.startswith(RESERVED_TABLE_PREFIX):
+            problems.add('table_name', f'names starting with {RESERVED_TABLE_PREFIX!r} are reserved for data-flow')
+
+    source_url = cls.source_url
+    parsed = urllib.parse.urlsplit(source_url) if isinstance(source_url, str) else None
+    if parsed is None or parsed.scheme not in ('http', 'https') or not parsed.hostname:
+        problems.add('source_url', f'must be an http(s) URL, got {source_url!r}')
+
+    if not isinstance(cls.target_db, str) or not cls.target_db:
+        problems.add('target_db', f'must be an Airflow connection id, got {cls.target_db!r}')
+
+    start_date = _check_datetime(problems, 'start_date', cls.start_date, required=True)
+    end_date = _check_datetime(problems, 'end_date', getattr(cls, 'end_date', None), required=False)
+    if start_date and end_date and end_date <= start_date:
+        problems.add('end_date', f'{end_date.isoformat()} is not after start_date {start_date.isoformat()}')
+
+    schedule = _check_schedule(problems, getattr(cls, 'schedule_interval', None))
+    columns = _check_field_mapping(problems, cls.field_mapping)
+    problems.raise_if_any()
+    return DatasetPipelineSpec(
+        name=cls.__name__,
+        table_name=table_name,
+        source_url=source_url,
+        target_db=cls.target_db,
+        start_date=start_date,
+        end_date=end_date,
+        schedule=schedule,
+        columns=columns,
+        pipeline_class=cls,
+    )
+
+
+@dataclass
+class Discovery:
+    """What `discover` found: valid specs by class name, and what failed, by name."""
+
+    specs: dict
+    errors: dict
+
+
+def pipeline_classes(marker, package=PIPELINES_PACKAGE):
+    """Yield (name, class or import exception) for every class defined in `package`'s
+    modules whose name contains `marker`. A module that fails to import is yielded
+    once, as (module name, exception)."""
+    root = importlib.import_module(package)
+    for module_info in sorted(pkgutil.iter_modules(root.__path__), key=lambda m: m.name):
+        module_name = f'{package}.{module_info.name}'
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # noqa: BLE001 - one broken module must not hide the rest
+            yield module_name, exc
+            continue
+        for name, cls in inspect.getmembers(module, inspect.isclass):
+            if marker in name and cls.__module__ == module.__name__:
+                yield name, cls
+
+
+def discover(marker=DATASET_PIPELINE_MARKER, spec_of=dataset_pipeline_spec, package=PIPELINES_PACKAGE):
+    specs, errors = {}, {}
+    for name, found in pipeline_classes(marker, package):
+        if isinstance(found, Exception):
+            errors[name] = found
+            continue
+        try:
+            specs[name] = spec_of(found)
+        except PipelineDefinitionError as exc:
+            errors[name] = exc
+    return Discovery(specs, errors)

@@ -1,0 +1,43 @@
+import psycopg2
+import pytest
+
+from dataflow.demo import services
+from dataflow.demo.source_api import DemoSource
+from dataflow.hooks.hawk import HawkClient
+
+# Credentials the tests' sources and clients share. Never a real deployment's.
+TEST_HAWK_ID = 'test-hawk-id'
+TEST_HAWK_KEY = 'test-hawk-key-3f9a8b7c6d5e4f3a2b1c'
+
+
+@pytest.fixture(scope='session')
+def pg_admin_dsn(tmp_path_factory):
+    """The local PostgreSQL when reachable, else one started for this session."""
+    with services.postgres_server(state_dir=str(tmp_path_factory.mktemp('postgres'))) as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def datasets_dsn(pg_admin_dsn):
+    """A database of this test's own, dropped afterwards."""
+    with services.scratch_database(pg_admin_dsn) as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def datasets_conn(datasets_dsn):
+    conn = psycopg2.connect(datasets_dsn)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def source():
+    with DemoSource(TEST_HAWK_ID, TEST_HAWK_KEY, page_size=100) as demo_source:
+        yield demo_source
+
+
+@pytest.fixture
+def hawk_client():
+    return HawkClient(TEST_HAWK_ID, TEST_HAWK_KEY, read_timeout=5, max_attempts=3,
+                      backoff_base=0.01, backoff_max=0.05)
