@@ -1,9 +1,15 @@
-import psycopg2
-import pytest
+import os
+import tempfile
 
-from dataflow.demo import services
-from dataflow.demo.source_api import DemoSource
-from dataflow.hooks.hawk import HawkClient
+# Importing Airflow writes airflow.cfg into AIRFLOW_HOME: keep it out of the user's ~/airflow.
+os.environ.setdefault('AIRFLOW_HOME', tempfile.mkdtemp(prefix='dataflow-test-airflow-'))
+
+import psycopg2  # noqa: E402
+import pytest  # noqa: E402
+
+from dataflow.demo import services  # noqa: E402
+from dataflow.demo.source_api import DemoSource  # noqa: E402
+from dataflow.hooks.hawk import HawkClient  # noqa: E402
 
 # Credentials the tests' sources and clients share. Never a real deployment's.
 TEST_HAWK_ID = 'test-hawk-id'

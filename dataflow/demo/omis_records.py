@@ -61,7 +61,7 @@ def omis_record(index, seed=0, version=0):
         'description': (
             'Research into the market for "widgets", with a focus on SMEs. '
             'Notes: tab\tnewline\nbackslash\\ – ünïcödé ✓. '
-        ) * 2 + 'x' * rng.randrange(0, 120),
+        ) + 'x' * rng.randrange(0, 60),
         'billing_address_postcode': rng.choice(('SW1A 2AA', 'EH1 1YZ', None)),
         'quote__created_on': _iso(_when(rng, created, 30)),
         'is_archived': rng.random() < 0.1,
