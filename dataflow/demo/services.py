@@ -3,6 +3,7 @@ POSTGRES_ADMIN_URL when it answers; otherwise a throwaway one in a container whe
 Docker engine is available; otherwise an embedded server (pgserver) under
 DATAFLOW_STATE_DIR."""
 
+import atexit
 import contextlib
 import logging
 import os
@@ -57,6 +58,9 @@ def postgres_server(admin_url=None, state_dir=None):
         yield server.get_uri()
     finally:
         server.cleanup()
+        # In 'stop' mode pgserver leaves its exit hook registered; it would run again at
+        # interpreter exit and log to streams that may be closed by then.
+        atexit.unregister(server._cleanup)
 
 
 def _redacted(dsn):

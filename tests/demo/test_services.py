@@ -1,0 +1,39 @@
+import socket
+
+import psycopg2
+
+from dataflow.demo import services
+
+
+def unused_port():
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]
+
+
+def test_an_embedded_server_starts_when_none_answers(tmp_path):
+    nowhere = f'postgresql://postgres@127.0.0.1:{unused_port()}/postgres'
+    assert not services.reachable(nowhere)
+    with services.postgres_server(admin_url=nowhere, state_dir=str(tmp_path)) as admin_dsn:
+        assert admin_dsn != nowhere
+        with services.scratch_database(admin_dsn) as dsn:
+            conn = psycopg2.connect(dsn)
+            with conn.cursor() as cursor:
+                cursor.execute('CREATE TABLE t (id int); INSERT INTO t VALUES (1); SELECT count(*) FROM t')
+                assert cursor.fetchone() == (1,)
+            conn.close()
+    assert (tmp_path / 'pgdata').is_dir()
+
+
+def test_scratch_databases_are_dropped_even_after_a_failure(pg_admin_dsn):
+    try:
+        with services.scratch_database(pg_admin_dsn, prefix='dataflow_dropcheck') as dsn:
+            name = psycopg2.extensions.parse_dsn(dsn)['dbname']
+            raise RuntimeError('test body failed')
+    except RuntimeError:
+        pass
+    conn = psycopg2.connect(pg_admin_dsn)
+    with conn.cursor() as cursor:
+        cursor.execute('SELECT count(*) FROM pg_database WHERE datname = %s', (name,))
+        assert cursor.fetchone() == (0,)
+    conn.close()
