@@ -85,3 +85,14 @@ DATASETS_DB_URL = os.environ.get('DATASETS_DB_URL', '')
 POSTGRES_ADMIN_URL = os.environ.get('POSTGRES_ADMIN_URL', 'postgresql://postgres@127.0.0.1:5432/postgres')
 # Where embedded servers keep their data.
 DATAFLOW_STATE_DIR = os.environ.get('DATAFLOW_STATE_DIR', os.path.join(os.getcwd(), '.dataflow'))
+
+# Ingest tasks: how long they wait between looks for a new page (the wait doubles from
+# 0.1 s up to this), and after how long with nothing to load they hand their worker slot
+# back (the task is rescheduled), so that fetch is never starved of a slot.
+INGEST_POLL_MAX_SECONDS = _float('INGEST_POLL_MAX_SECONDS', 2.0, minimum=0.01)
+INGEST_IDLE_RESCHEDULE_SECONDS = _float('INGEST_IDLE_RESCHEDULE_SECONDS', 30.0, minimum=1.0)
+# An ingest task gives up when fetch has reported no progress for this long.
+FETCH_STALL_SECONDS = _float('FETCH_STALL_SECONDS', 900.0, minimum=1.0)
+# Airflow retries of each task, and the wait before a retry.
+TASK_RETRIES = _int('TASK_RETRIES', 2, minimum=0)
+TASK_RETRY_DELAY_SECONDS = _float('TASK_RETRY_DELAY_SECONDS', 30.0)

@@ -217,7 +217,7 @@ def _relation_named(cursor, schema, name):
     return cursor.fetchone()[0]
 
 
-def swap(conn, staging, table, schema=DEFAULT_SCHEMA, lock_timeout_ms=None, attempts=None):
+def swap(conn, staging, table, schema=DEFAULT_SCHEMA, lock_timeout_ms=None, attempts=None, before_commit=None):
     """Put `staging` in place of `table`, in one transaction, and commit.
 
     Views that read `table` are re-pointed to the new table with CREATE OR REPLACE VIEW,
@@ -225,7 +225,8 @@ def swap(conn, staging, table, schema=DEFAULT_SCHEMA, lock_timeout_ms=None, atte
     grants and comment carry over. If the lock cannot be had within `lock_timeout_ms`
     (readers hold it) the attempt is rolled back and retried, `attempts` times in all.
     On any failure the transaction is rolled back: `table` is as it was and `staging`
-    is left for the caller to drop.
+    is left for the caller to drop. `before_commit(cursor)`, if given, runs inside the
+    swap's transaction, to record the swap atomically with it.
     """
     lock_timeout_ms = lock_timeout_ms or constants.SWAP_LOCK_TIMEOUT_MS
     attempts = attempts or constants.SWAP_ATTEMPTS
@@ -236,7 +237,7 @@ def swap(conn, staging, table, schema=DEFAULT_SCHEMA, lock_timeout_ms=None, atte
     conn.rollback()
     for attempt in range(1, attempts + 1):
         try:
-            result = _swap_once(conn, staging, table, schema, lock_timeout_ms)
+            result = _swap_once(conn, staging, table, schema, lock_timeout_ms, before_commit)
         except (psycopg2.errors.LockNotAvailable, psycopg2.errors.DeadlockDetected, _DependentsChanged) as exc:
             conn.rollback()
             log.warning('Swap of %s: could not take its locks (%s; attempt %d of %d)',
@@ -269,7 +270,7 @@ def _lock(cursor, schema, name):
     cursor.execute(sql.SQL('LOCK TABLE {} IN ACCESS EXCLUSIVE MODE').format(_qualified(schema, name)))
 
 
-def _swap_once(conn, staging, table, schema, lock_timeout_ms):
+def _swap_once(conn, staging, table, schema, lock_timeout_ms, before_commit):
     with conn.cursor() as cursor:
         cursor.execute('SET LOCAL lock_timeout = %s', (f'{int(lock_timeout_ms)}ms',))
         _lock(cursor, schema, staging)
@@ -327,6 +328,8 @@ def _swap_once(conn, staging, table, schema, lock_timeout_ms):
             cursor.execute(sql.SQL('DROP TABLE {}').format(_qualified(schema, replaced)))
         cursor.execute('SELECT to_regclass(%s)::oid', (_regclass_text(schema, table),))
         _rename_derived_names(cursor, cursor.fetchone()[0], schema, staging, table)
+        if before_commit is not None:
+            before_commit(cursor)
     conn.commit()
     lock_seconds = time.perf_counter() - locked_at
     return tuple(f'{v[0]}.{v[1]}' for v in views), lock_seconds

@@ -15,7 +15,7 @@ import logging
 import random
 import time
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import mohawk
 import mohawk.exc
@@ -51,8 +51,12 @@ class Page:
     url: str
     results: list
     next_url: str | None
-    body_bytes: int
+    body: bytes = field(repr=False)  # the verified response body, as received
     seconds: float
+
+    @property
+    def body_bytes(self):
+        return len(self.body)
 
 
 class _Retry(Exception):
@@ -232,7 +236,7 @@ class HawkClient:
             if not isinstance(next_url, str) or not next_url:
                 raise SourceError(url, f'"next" must be a URL or null, got {next_url!r:.80}')
             next_url = urllib.parse.urljoin(url, next_url)
-        return Page(url, document['results'], next_url, len(body), time.perf_counter() - started)
+        return Page(url, document['results'], next_url, body, time.perf_counter() - started)
 
     def pages(self, url):
         """Yield every page from `url`, following `next` to the end."""

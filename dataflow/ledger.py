@@ -1,0 +1,234 @@
+"""The bookkeeping of dataset runs, in the datasets database (schema `dataflow`).
+
+`runs` has one row per run attempt (see handoff.run_key): its staging table, what fetch
+reports (state, page and row counts, error), and when the swap happened. `pages` has one
+row per fetched page: its URL, the Variable holding it, and whether it is loaded.
+
+Ingest tasks claim a page with SELECT ... FOR UPDATE SKIP LOCKED and mark it loaded in the
+same transaction as its COPY, so a page is loaded exactly once: if a task dies mid-page
+its transaction rolls back, the row lock goes with its connection, and the page is
+claimed again by another task or the retry.
+"""
+
+from dataclasses import dataclass
+
+SCHEMA = 'dataflow'
+
+# Page states.
+RESERVED = 'reserved'   # fetch is writing its Variable
+READY = 'ready'         # its Variable is written; an ingest task may claim it
+LOADED = 'loaded'       # copied into the staging table
+
+# Fetch states.
+FETCH_WAITING = 'waiting'
+FETCH_RUNNING = 'running'
+FETCH_RETRYING = 'retrying'  # failed, and Airflow will try again
+FETCH_DONE = 'done'
+FETCH_FAILED = 'failed'      # failed for good: ingest tasks stop
+
+_DDL = """
+CREATE SCHEMA IF NOT EXISTS dataflow;
+CREATE TABLE IF NOT EXISTS dataflow.runs (
+    run_key text PRIMARY KEY,
+    pipeline text NOT NULL,
+    target_table text NOT NULL,
+    staging_table text NOT NULL,
+    fetch_state text NOT NULL DEFAULT 'waiting',
+    fetch_error text,
+    pages integer,
+    rows bigint,
+    fetch_heartbeat timestamptz,
+    swapped_at timestamptz,
+    finished_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS dataflow.pages (
+    run_key text NOT NULL REFERENCES dataflow.runs ON DELETE CASCADE,
+    page_number integer NOT NULL,
+    url text NOT NULL,
+    next_url text,
+    variable_key text NOT NULL,
+    rows integer,
+    state text NOT NULL,
+    loaded_by text,
+    PRIMARY KEY (run_key, page_number)
+);
+"""
+# Concurrent CREATE ... IF NOT EXISTS can still collide in the catalog; serialise them.
+_DDL_LOCK = 0x64617461666c6f77  # 'dataflow'
+
+
+def ensure_schema(conn):
+    """Create the ledger tables if needed (committed)."""
+    with conn.cursor() as cursor:
+        cursor.execute('SELECT pg_advisory_xact_lock(%s)', (_DDL_LOCK,))
+        cursor.execute(_DDL)
+    conn.commit()
+
+
+@dataclass(frozen=True)
+class Run:
+    run_key: str
+    pipeline: str
+    target_table: str
+    staging_table: str
+    fetch_state: str
+    fetch_error: str | None
+    pages: int | None
+    rows: int | None
+    swapped: bool
+
+
+def start_run(conn, run_key, pipeline, target_table, staging_table):
+    """Record the run if it is not recorded yet (committed)."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO dataflow.runs (run_key, pipeline, target_table, staging_table)
+            VALUES (%s, %s, %s, %s) ON CONFLICT (run_key) DO NOTHING
+            """,
+            (run_key, pipeline, target_table, staging_table),
+        )
+    conn.commit()
+
+
+def get_run(conn, run_key):
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT run_key, pipeline, target_table, staging_table, fetch_state, fetch_error, pages, rows,
+                   swapped_at IS NOT NULL
+            FROM dataflow.runs WHERE run_key = %s
+            """,
+            (run_key,),
+        )
+        row = cursor.fetchone()
+    conn.commit()
+    return Run(*row) if row else None
+
+
+def set_fetch_state(conn, run_key, state, error=None, pages=None, rows=None):
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE dataflow.runs SET fetch_state = %s, fetch_error = %s, pages = %s, rows = %s,
+                   fetch_heartbeat = now()
+            WHERE run_key = %s
+            """,
+            (state, error, pages, rows, run_key),
+        )
+    conn.commit()
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    page_number: int     # the next page's number
+    url: str | None      # the next page's URL; None when every page was fetched
+    pages: int           # pages already stored
+    rows: int            # rows already stored
+
+
+def resume_point(conn, run_key, first_url):
+    """Where fetch carries on after a retry: after the last page whose Variable was written."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT page_number, next_url,
+                   count(*) OVER (), coalesce(sum(rows) OVER (), 0)
+            FROM dataflow.pages WHERE run_key = %s AND state <> %s
+            ORDER BY page_number DESC LIMIT 1
+            """,
+            (run_key, RESERVED),
+        )
+        row = cursor.fetchone()
+    conn.commit()
+    if row is None:
+        return ResumePoint(0, first_url, 0, 0)
+    last_page, next_url, pages, rows = row
+    return ResumePoint(last_page + 1, next_url, pages, int(rows))
+
+
+def reserve_page(conn, run_key, page_number, url, next_url, variable_key, rows):
+    """Record a page before its Variable is written, so cleanup can always find the key."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO dataflow.pages (run_key, page_number, url, next_url, variable_key, rows, state)
+            VALUES (%s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (run_key, page_number) DO UPDATE
+                SET url = EXCLUDED.url, next_url = EXCLUDED.next_url, rows = EXCLUDED.rows, state = EXCLUDED.state
+            """,
+            (run_key, page_number, url, next_url, variable_key, rows, RESERVED),
+        )
+    conn.commit()
+
+
+def mark_ready(conn, run_key, page_number):
+    with conn.cursor() as cursor:
+        cursor.execute(
+            'UPDATE dataflow.pages SET state = %s WHERE run_key = %s AND page_number = %s',
+            (READY, run_key, page_number),
+        )
+        cursor.execute('UPDATE dataflow.runs SET fetch_heartbeat = now() WHERE run_key = %s', (run_key,))
+    conn.commit()
+
+
+@dataclass(frozen=True)
+class ClaimedPage:
+    page_number: int
+    url: str
+    variable_key: str
+
+
+def claim_page(cursor, run_key):
+    """Lock one ready page for this transaction, or None. Commit after `mark_loaded`."""
+    cursor.execute(
+        """
+        SELECT page_number, url, variable_key FROM dataflow.pages
+        WHERE run_key = %s AND state = %s
+        ORDER BY page_number
+        FOR UPDATE SKIP LOCKED LIMIT 1
+        """,
+        (run_key, READY),
+    )
+    row = cursor.fetchone()
+    return ClaimedPage(*row) if row else None
+
+
+def mark_loaded(cursor, run_key, page_number, loaded_by):
+    cursor.execute(
+        'UPDATE dataflow.pages SET state = %s, loaded_by = %s WHERE run_key = %s AND page_number = %s',
+        (LOADED, loaded_by, run_key, page_number),
+    )
+
+
+def page_counts(conn, run_key):
+    """{state: number of pages} of the run."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            'SELECT state, count(*) FROM dataflow.pages WHERE run_key = %s GROUP BY state', (run_key,)
+        )
+        counts = dict(cursor.fetchall())
+    conn.commit()
+    return counts
+
+
+def variable_keys(conn, run_key):
+    with conn.cursor() as cursor:
+        cursor.execute('SELECT variable_key FROM dataflow.pages WHERE run_key = %s', (run_key,))
+        keys = [r[0] for r in cursor.fetchall()]
+    conn.commit()
+    return keys
+
+
+def mark_swapped(cursor, run_key):
+    """Inside the swap's transaction, so the record and the swap commit together."""
+    cursor.execute('UPDATE dataflow.runs SET swapped_at = now() WHERE run_key = %s', (run_key,))
+
+
+def finish_run(conn, run_key):
+    """Forget the run's pages and mark it finished (committed)."""
+    with conn.cursor() as cursor:
+        cursor.execute('DELETE FROM dataflow.pages WHERE run_key = %s', (run_key,))
+        cursor.execute('UPDATE dataflow.runs SET finished_at = now() WHERE run_key = %s', (run_key,))
+    conn.commit()

@@ -1,0 +1,1 @@
+"""The code Airflow tasks run: thin wrappers around the library."""

@@ -1,0 +1,285 @@
+"""The tasks of a dataset pipeline run (see dataflow/dags/dataset_pipelines.py).
+
+check-if-table-exists -> create-target-table -> ingest-0..N-1 -> swap -> cleanup,
+with fetch running alongside from the start. Each function takes the pipeline's spec and
+the run's identity, does its part with the core library, and returns a small summary
+(never data) that Airflow keeps in XCom.
+"""
+
+import datetime
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+
+from dataflow import constants, handoff, ledger, tables
+from dataflow.errors import DataflowError
+from dataflow.hooks import datasets_db
+from dataflow.hooks.hawk import HawkClient
+from dataflow.records import RecordRenderer
+
+log = logging.getLogger(__name__)
+
+
+class FetchFailed(DataflowError):
+    """Fetch failed for good; the ingest tasks stop."""
+
+
+class RunNotSwapped(DataflowError):
+    """The run ended without swapping its table in; the target is unchanged."""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Who is running: the run attempt's key and the task's try."""
+
+    run_key: str
+    try_number: int
+    max_tries: int
+    task_label: str
+
+    @property
+    def last_try(self):
+        return self.try_number >= self.max_tries
+
+    @classmethod
+    def from_airflow(cls, context):
+        dag_run, ti = context['dag_run'], context['ti']
+        return cls(
+            run_key=handoff.run_key(dag_run.dag_id, dag_run.run_id, getattr(dag_run, 'clear_number', 0)),
+            try_number=ti.try_number,
+            max_tries=context['task'].retries + 1,
+            task_label=f'{ti.task_id}@{socket.gethostname()}:{os.getpid()}',
+        )
+
+
+class VariablePageStore:
+    """Pages in Airflow Variables, through the Task SDK."""
+
+    def set(self, key, value):
+        from airflow.sdk import Variable
+
+        Variable.set(key, value)
+
+    def get(self, key):
+        from airflow.sdk import Variable
+
+        return Variable.get(key)
+
+    def delete(self, key):
+        from airflow.sdk import Variable
+
+        Variable.delete(key)
+
+
+def _rate(count, seconds):
+    return f'{count / seconds:,.0f}/s' if seconds > 0 else '-'
+
+
+def staging_table(spec, run_key):
+    return tables.staging_table_name(spec.table_name, run_key)
+
+
+def _start(conn, spec, run):
+    ledger.ensure_schema(conn)
+    ledger.start_run(conn, run.run_key, spec.name, spec.table_name, staging_table(spec, run.run_key))
+
+
+def check_if_table_exists(spec, run):
+    conn = datasets_db.connect(spec.target_db)
+    try:
+        exists = tables.table_exists(conn, spec.table_name)
+        rows = tables.row_count(conn, spec.table_name) if exists else None
+    finally:
+        conn.close()
+    log.info('%s: target table %s %s', spec.name, spec.table_name,
+             f'exists with {rows} rows' if exists else 'does not exist yet: this run creates it')
+    return {'table': spec.table_name, 'exists': exists, 'rows': rows}
+
+
+def create_target_table(spec, run):
+    """Create the run's staging table. Every run loads into a staging table and swaps it in,
+    also the first one: one path to test, and the target appears complete or not at all."""
+    conn = datasets_db.connect(spec.target_db)
+    try:
+        _start(conn, spec, run)
+        staging = staging_table(spec, run.run_key)
+        tables.drop_table(conn, staging)
+        tables.create_table(conn, staging, spec.columns)
+        conn.commit()
+    finally:
+        conn.close()
+    log.info('%s: created staging table %s', spec.name, staging)
+    return {'staging_table': staging}
+
+
+def fetch(spec, run, client=None, store=None):
+    """Page through the source, storing each page in a Variable and recording it in the
+    ledger. A retry carries on after the last page stored."""
+    client = client or HawkClient()
+    store = store or VariablePageStore()
+    conn = datasets_db.connect(spec.target_db)
+    try:
+        _start(conn, spec, run)
+        resume = ledger.resume_point(conn, run.run_key, spec.source_url)
+        if resume.pages:
+            log.info('%s: resuming after %d pages (%d rows) already stored', spec.name, resume.pages, resume.rows)
+        ledger.set_fetch_state(conn, run.run_key, ledger.FETCH_RUNNING)
+        page_number, pages, rows = resume.page_number, resume.pages, resume.rows
+        started, body_bytes, stored_bytes = time.perf_counter(), 0, 0
+        try:
+            for page in (client.pages(resume.url) if resume.url else ()):
+                key = handoff.page_key(run.run_key, page_number)
+                ledger.reserve_page(conn, run.run_key, page_number, page.url, page.next_url, key, len(page.results))
+                value = handoff.encode_page(page.body)
+                store.set(key, value)
+                ledger.mark_ready(conn, run.run_key, page_number)
+                page_number, pages, rows = page_number + 1, pages + 1, rows + len(page.results)
+                body_bytes += page.body_bytes
+                stored_bytes += len(value)
+                elapsed = time.perf_counter() - started
+                log.info('%s: page %d: %d rows (%d KB, stored as %d KB); %d rows so far, %s',
+                         spec.name, page_number - 1, len(page.results), page.body_bytes // 1024,
+                         len(value) // 1024, rows, _rate(rows - resume.rows, elapsed))
+        except Exception as exc:
+            state = ledger.FETCH_FAILED if run.last_try else ledger.FETCH_RETRYING
+            ledger.set_fetch_state(conn, run.run_key, state, error=f'{type(exc).__name__}: {exc}'[:2000])
+            raise
+        ledger.set_fetch_state(conn, run.run_key, ledger.FETCH_DONE, pages=pages, rows=rows)
+    finally:
+        conn.close()
+    seconds = time.perf_counter() - started
+    log.info('%s: fetched %d pages, %d rows in %.1f s (%s); %d KB of JSON stored as %d KB',
+             spec.name, pages, rows, seconds, _rate(rows - resume.rows, seconds), body_bytes // 1024,
+             stored_bytes // 1024)
+    return {'pages': pages, 'rows': rows, 'seconds': round(seconds, 3),
+            'source_bytes': body_bytes, 'stored_bytes': stored_bytes}
+
+
+class Reschedule(Exception):
+    """Nothing to load for a while: give the worker slot back and come again later."""
+
+
+def ingest(spec, run, store=None, clock=time.monotonic, sleep=time.sleep):
+    """Claim ready pages one at a time and COPY them into the staging table, until fetch
+    has finished and nothing is left to claim."""
+    store = store or VariablePageStore()
+    renderer = RecordRenderer(spec.columns)
+    conn = datasets_db.connect(spec.target_db)
+    pages = rows = 0
+    started = idle_since = clock()
+    wait = 0.1
+    try:
+        staging = staging_table(spec, run.run_key)
+        while True:
+            with conn.cursor() as cursor:
+                claimed = ledger.claim_page(cursor, run.run_key)
+                if claimed is not None:
+                    records = handoff.decode_page(store.get(claimed.variable_key), claimed.variable_key)
+                    tables.copy_page(cursor, staging, renderer, records, claimed.url)
+                    ledger.mark_loaded(cursor, run.run_key, claimed.page_number, run.task_label)
+            conn.commit()
+            if claimed is not None:
+                # The page is in the staging table for good; its Variable is no longer
+                # needed. (Cleanup deletes any that a crash leaves here.)
+                store.delete(claimed.variable_key)
+                pages, rows = pages + 1, rows + len(records)
+                log.info('%s: loaded page %d (%d rows); %d rows by this task, %s', spec.name,
+                         claimed.page_number, len(records), rows, _rate(rows, clock() - started))
+                idle_since, wait = clock(), 0.1
+                continue
+            state = ledger.get_run(conn, run.run_key)
+            if state.fetch_state == ledger.FETCH_DONE:
+                break
+            if state.fetch_state == ledger.FETCH_FAILED:
+                raise FetchFailed(f'{spec.name}: stopping, fetch failed: {state.fetch_error}')
+            idle = clock() - idle_since
+            if idle >= constants.FETCH_STALL_SECONDS:
+                raise FetchFailed(f'{spec.name}: fetch has stored no page for {idle:.0f} s')
+            if idle >= constants.INGEST_IDLE_RESCHEDULE_SECONDS:
+                log.info('%s: nothing to load for %.0f s; handing the worker slot back', spec.name, idle)
+                raise Reschedule()
+            sleep(wait)
+            wait = min(wait * 2, constants.INGEST_POLL_MAX_SECONDS)
+    finally:
+        conn.close()
+    seconds = clock() - started
+    log.info('%s: this task loaded %d pages, %d rows in %.1f s (%s)', spec.name, pages, rows, seconds,
+             _rate(rows, seconds))
+    return {'pages': pages, 'rows': rows, 'seconds': round(seconds, 3)}
+
+
+def swap(spec, run):
+    """Swap the staging table in, once fetch is done and every page it stored is loaded."""
+    conn = datasets_db.connect(spec.target_db)
+    try:
+        state = ledger.get_run(conn, run.run_key)
+        if state is None or state.fetch_state != ledger.FETCH_DONE:
+            raise RunNotSwapped(f'{spec.name}: fetch has not finished (state {state and state.fetch_state})')
+        counts = ledger.page_counts(conn, run.run_key)
+        loaded = counts.get(ledger.LOADED, 0)
+        if loaded != state.pages or sum(counts.values()) != state.pages:
+            raise RunNotSwapped(
+                f'{spec.name}: {loaded} of {state.pages} pages loaded ({counts}); not swapping'
+            )
+        staged_rows = tables.row_count(conn, state.staging_table)
+        conn.commit()
+        if staged_rows != state.rows:
+            raise RunNotSwapped(f'{spec.name}: staging has {staged_rows} rows, fetch stored {state.rows}')
+        result = tables.swap(conn, state.staging_table, spec.table_name,
+                             before_commit=lambda cursor: ledger.mark_swapped(cursor, run.run_key))
+    finally:
+        conn.close()
+    log.info('%s: swapped in %s: %s -> %d rows; readers were locked out for %.1f ms; views re-pointed: %s',
+             spec.name, spec.table_name, 'no table' if result.rows_before is None else result.rows_before,
+             result.rows_after, result.lock_seconds * 1000, ', '.join(result.views_repointed) or 'none')
+    return {'table': spec.table_name, 'rows_before': result.rows_before, 'rows_after': result.rows_after,
+            'lock_ms': round(result.lock_seconds * 1000, 1), 'views_repointed': list(result.views_repointed)}
+
+
+def cleanup(spec, run, store=None):
+    """Runs whatever happened before: deletes the run's page Variables and its staging
+    table. Fails when the run did not swap, so that the run shows as failed."""
+    store = store or VariablePageStore()
+    conn = datasets_db.connect(spec.target_db)
+    try:
+        ledger.ensure_schema(conn)
+        state = ledger.get_run(conn, run.run_key)
+        keys = ledger.variable_keys(conn, run.run_key)
+        for key in keys:
+            store.delete(key)
+        staging = staging_table(spec, run.run_key)
+        tables.drop_table(conn, staging)
+        conn.commit()
+        if state is not None:
+            ledger.finish_run(conn, run.run_key)
+    finally:
+        conn.close()
+    log.info('%s: deleted %d page Variables and staging table %s', spec.name, len(keys), staging)
+    if state is None or not state.swapped:
+        raise RunNotSwapped(f'{spec.name}: the run did not swap {spec.table_name}; it is unchanged. '
+                            'See the failed task above for why.')
+    return {'variables_deleted': len(keys), 'finished_at': datetime.datetime.now(datetime.timezone.utc).isoformat()}
+
+
+RESCHEDULE_AFTER = datetime.timedelta(seconds=5)
+
+
+def airflow_callable(task_function, spec):
+    """`task_function(spec, run)` as a PythonOperator callable: reads the run from Airflow's
+    context and turns data-flow's outcomes into Airflow's (reschedule, fail without retry)."""
+    from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException
+
+    def run_task(**context):
+        run = RunContext.from_airflow(context)
+        try:
+            return task_function(spec, run)
+        except Reschedule:
+            raise AirflowRescheduleException(datetime.datetime.now(datetime.timezone.utc) + RESCHEDULE_AFTER) from None
+        except (FetchFailed, RunNotSwapped) as exc:
+            # Retrying cannot help: the cause is another task's failure.
+            raise AirflowFailException(str(exc)) from None
+
+    run_task.__name__ = task_function.__name__
+    return run_task

@@ -1,0 +1,213 @@
+"""The dataset tasks' logic, run in-process against the real PostgreSQL and demo source,
+with pages kept in a dict instead of Airflow Variables. tests/e2e runs the same tasks
+on a real Airflow scheduler and Celery worker."""
+
+import threading
+
+import pytest
+
+from dataflow import ledger, tables
+from dataflow.demo.omis_records import omis_record
+from dataflow.errors import SourceError
+from dataflow.hooks.hawk import HawkClient
+from dataflow.operators import dataset_tasks as tasks
+from tests.conftest import TEST_HAWK_ID, TEST_HAWK_KEY
+from tests.test_sync import omis_spec
+from tests.test_tables import leftover_tables
+
+
+class DictPageStore:
+    def __init__(self):
+        self.values, self.lock = {}, threading.Lock()
+        self.sets = self.gets = 0
+
+    def set(self, key, value):
+        with self.lock:
+            self.values[key] = value
+            self.sets += 1
+
+    def get(self, key):
+        with self.lock:
+            self.gets += 1
+            return self.values[key]
+
+    def delete(self, key):
+        with self.lock:
+            self.values.pop(key, None)
+
+
+@pytest.fixture
+def spec(source, datasets_dsn, monkeypatch):
+    monkeypatch.setattr('dataflow.constants.DATASETS_DB_URL', datasets_dsn)
+    spec = omis_spec(source)
+    return type(spec)(**{**spec.__dict__, 'target_db': 'dataflow_test_no_such_connection'})
+
+
+def run_context(try_number=1, max_tries=3, label='test', key='OMISDatasetPipeline/manual__1#0'):
+    return tasks.RunContext(key, try_number, max_tries, label)
+
+
+def client():
+    return HawkClient(TEST_HAWK_ID, TEST_HAWK_KEY, max_attempts=1, backoff_base=0.01, read_timeout=5)
+
+
+def loaded_rows(conn):
+    with conn.cursor() as cursor:
+        cursor.execute('SELECT omis_order_reference, company_name, subtotal FROM omis_dataset ORDER BY 1')
+        rows = cursor.fetchall()
+    conn.commit()
+    return rows
+
+
+def source_rows(source):
+    return sorted((r['reference'], r['company__name'], r['subtotal_cost']) for r in source.records())
+
+
+def run_all(spec, run, store, ingest_tasks=3):
+    """fetch alongside check -> create -> ingest x N (threads) -> swap -> cleanup."""
+    errors = []
+
+    def guarded(function, *args):
+        try:
+            function(*args)
+        except Exception as exc:  # noqa: BLE001 - reported by the caller
+            errors.append(exc)
+
+    fetcher = threading.Thread(target=guarded, args=(tasks.fetch, spec, run, client(), store))
+    fetcher.start()
+    tasks.check_if_table_exists(spec, run)
+    tasks.create_target_table(spec, run)
+    loaders = [threading.Thread(target=guarded, args=(tasks.ingest, spec, run, store)) for _ in range(ingest_tasks)]
+    for thread in loaders:
+        thread.start()
+    for thread in [fetcher, *loaders]:
+        thread.join()
+    if errors:
+        raise errors[0]
+    summary = tasks.swap(spec, run)
+    tasks.cleanup(spec, run, store)
+    return summary
+
+
+def test_concurrent_ingest_loads_every_page_exactly_once(spec, source, datasets_conn):
+    source.put(*(omis_record(i) for i in range(2050)))
+    store = DictPageStore()
+    summary = run_all(spec, run_context(), store)
+    assert summary['rows_after'] == 2050 and summary['rows_before'] is None
+    assert loaded_rows(datasets_conn) == source_rows(source)
+    assert store.values == {} and store.sets == 21 and store.gets == 21
+    assert leftover_tables(datasets_conn) == []
+    with datasets_conn.cursor() as cursor:
+        cursor.execute('SELECT count(*) FROM dataflow.pages')
+        assert cursor.fetchone() == (0,)
+        cursor.execute('SELECT swapped_at IS NOT NULL, finished_at IS NOT NULL, pages, rows FROM dataflow.runs')
+        assert cursor.fetchall() == [(True, True, 21, 2050)]
+
+
+def test_a_second_run_replaces_the_table(spec, source, datasets_conn):
+    source.put(*(omis_record(i) for i in range(300)))
+    run_all(spec, run_context(key='r/1#0'), DictPageStore())
+    source.remove(*(omis_record(i)['reference'] for i in range(0, 300, 3)))
+    source.put(*(omis_record(i, version=2) for i in range(1, 300, 3)), *(omis_record(i) for i in range(300, 420)))
+    summary = run_all(spec, run_context(key='r/2#0'), DictPageStore())
+    assert (summary['rows_before'], summary['rows_after']) == (300, 320)
+    assert loaded_rows(datasets_conn) == source_rows(source)
+
+
+def test_fetch_retry_resumes_after_the_last_stored_page(spec, source, datasets_conn):
+    source.put(*(omis_record(i) for i in range(450)))
+    store, run = DictPageStore(), run_context(try_number=1, max_tries=2)
+    tasks.create_target_table(spec, run)
+    source.fail_next(2, 503)
+    with pytest.raises(SourceError, match=r'\?page=2: gave up after 1 attempts: HTTP 503'):
+        tasks.fetch(spec, run, client(), store)
+    state = ledger.get_run(datasets_conn, run.run_key)
+    assert state.fetch_state == ledger.FETCH_RETRYING and 'HTTP 503' in state.fetch_error
+    assert len(store.values) == 2
+
+    summary = tasks.fetch(spec, run_context(try_number=2, max_tries=2), client(), store)
+    assert (summary['pages'], summary['rows']) == (5, 450)
+    assert dict(source.requests) == {0: 1, 1: 1, 2: 2, 3: 1, 4: 1}
+    tasks.ingest(spec, run, store)
+    tasks.swap(spec, run)
+    tasks.cleanup(spec, run, store)
+    assert loaded_rows(datasets_conn) == source_rows(source)
+
+
+def test_ingest_stops_when_fetch_fails_for_good(spec, source, datasets_conn):
+    source.put(*(omis_record(i) for i in range(150)))
+    store, run = DictPageStore(), run_context(try_number=3, max_tries=3)
+    tasks.create_target_table(spec, run)
+    source.fail_next(1, 500)
+    with pytest.raises(SourceError):
+        tasks.fetch(spec, run, client(), store)
+    with pytest.raises(tasks.FetchFailed, match=r'OMISDatasetPipeline: stopping, fetch failed: SourceError: .*HTTP 500'):
+        tasks.ingest(spec, run, store)
+    with pytest.raises(tasks.RunNotSwapped, match='fetch has not finished'):
+        tasks.swap(spec, run)
+    with pytest.raises(tasks.RunNotSwapped, match='the run did not swap omis_dataset; it is unchanged'):
+        tasks.cleanup(spec, run, store)
+    assert store.values == {}
+    assert leftover_tables(datasets_conn) == []
+    assert not tables.table_exists(datasets_conn, 'omis_dataset')
+
+
+def test_idle_ingest_hands_its_slot_back(spec, monkeypatch):
+    run = run_context()
+    tasks.create_target_table(spec, run)  # fetch never starts
+    monkeypatch.setattr('dataflow.constants.INGEST_IDLE_RESCHEDULE_SECONDS', 1.0)
+    now = [0.0]
+    waits = []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        now[0] += seconds
+
+    with pytest.raises(tasks.Reschedule):
+        tasks.ingest(spec, run, DictPageStore(), clock=lambda: now[0], sleep=sleep)
+    assert waits[:4] == [0.1, 0.2, 0.4, 0.8]
+
+
+def test_polling_backoff_is_bounded(spec, monkeypatch):
+    run = run_context()
+    tasks.create_target_table(spec, run)
+    monkeypatch.setattr('dataflow.constants.INGEST_IDLE_RESCHEDULE_SECONDS', 60.0)
+    now, waits = [0.0], []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        now[0] += seconds
+
+    with pytest.raises(tasks.Reschedule):
+        tasks.ingest(spec, run, DictPageStore(), clock=lambda: now[0], sleep=sleep)
+    assert max(waits) == 2.0 and sum(waits) >= 60
+
+
+def test_a_crash_mid_page_leaves_the_page_for_another_task(spec, source, datasets_conn, monkeypatch):
+    source.put(*(omis_record(i) for i in range(250)))
+    store, run = DictPageStore(), run_context()
+    tasks.create_target_table(spec, run)
+    tasks.fetch(spec, run, client(), store)
+
+    with monkeypatch.context() as patch:
+        def killed(*args):
+            raise SystemExit('worker killed between COPY and commit')
+
+        patch.setattr(ledger, 'mark_loaded', killed)
+        with pytest.raises(SystemExit):
+            tasks.ingest(spec, run, store)
+    assert ledger.page_counts(datasets_conn, run.run_key) == {ledger.READY: 3}
+
+    assert tasks.ingest(spec, run, store)['pages'] == 3
+    tasks.swap(spec, run)
+    tasks.cleanup(spec, run, store)
+    assert loaded_rows(datasets_conn) == source_rows(source)
+
+
+def test_swap_refuses_when_a_page_is_not_loaded(spec, source, datasets_conn):
+    source.put(*(omis_record(i) for i in range(250)))
+    store, run = DictPageStore(), run_context()
+    tasks.create_target_table(spec, run)
+    tasks.fetch(spec, run, client(), store)
+    with pytest.raises(tasks.RunNotSwapped, match=r'0 of 3 pages loaded'):
+        tasks.swap(spec, run)
