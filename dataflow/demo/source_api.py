@@ -88,6 +88,14 @@ class DemoSource:
         with self._lock:
             return [orjson.loads(v) for v in self._records.values()]
 
+    def reset(self):
+        """No records, no queued faults, no requests counted."""
+        with self._lock:
+            self._records.clear()
+            self._order = None
+            self._faults.clear()
+            self.requests.clear()
+
     def fail_next(self, page_number, *faults):
         """Queue faults for page `page_number` (0-based): an int is an HTTP status,
         (status, retry_after) adds a Retry-After header, and see the constants above."""

@@ -35,6 +35,9 @@ def dsn_for(conn_id):
     }
     extras = connection.extra_dejson or {}
     params.update({k: extras[k] for k in _LIBPQ_EXTRAS if k in extras})
+    if not params['host'] and extras.get('host'):
+        # postgresql://user@/db?host=/socket/dir: a server on a Unix socket.
+        params['host'] = extras['host']
     return psycopg2.extensions.make_dsn(**{k: v for k, v in params.items() if v not in (None, '')})
 
 

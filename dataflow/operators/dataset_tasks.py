@@ -161,6 +161,11 @@ class Reschedule(Exception):
     """Nothing to load for a while: give the worker slot back and come again later."""
 
 
+# When fetch is not running (queued for a slot, or waiting to retry), an idle ingest task
+# may be the reason it cannot start: give the slot back this soon.
+YIELD_TO_FETCH_SECONDS = 2.0
+
+
 def ingest(spec, run, store=None, clock=time.monotonic, sleep=time.sleep):
     """Claim ready pages one at a time and COPY them into the staging table, until fetch
     has finished and nothing is left to claim."""
@@ -197,6 +202,11 @@ def ingest(spec, run, store=None, clock=time.monotonic, sleep=time.sleep):
             idle = clock() - idle_since
             if idle >= constants.FETCH_STALL_SECONDS:
                 raise FetchFailed(f'{spec.name}: fetch has stored no page for {idle:.0f} s')
+            fetch_waiting = state.fetch_state in (ledger.FETCH_WAITING, ledger.FETCH_RETRYING)
+            if fetch_waiting and idle >= YIELD_TO_FETCH_SECONDS:
+                log.info('%s: fetch is %s; handing the worker slot back so that it can run',
+                         spec.name, state.fetch_state)
+                raise Reschedule()
             if idle >= constants.INGEST_IDLE_RESCHEDULE_SECONDS:
                 log.info('%s: nothing to load for %.0f s; handing the worker slot back', spec.name, idle)
                 raise Reschedule()

@@ -37,3 +37,16 @@ def test_scratch_databases_are_dropped_even_after_a_failure(pg_admin_dsn):
         cursor.execute('SELECT count(*) FROM pg_database WHERE datname = %s', (name,))
         assert cursor.fetchone() == (0,)
     conn.close()
+
+
+def test_an_embedded_redis_starts_when_none_answers():
+    import redis
+
+    nowhere = f'redis://127.0.0.1:{unused_port()}/0'
+    assert not services.redis_reachable(nowhere)
+    with services.redis_server(nowhere) as url:
+        assert url != nowhere
+        client = redis.Redis.from_url(url)
+        client.set('dataflow-test', 'ok')
+        assert client.get('dataflow-test') == b'ok'
+    assert not services.redis_reachable(url)

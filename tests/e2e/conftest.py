@@ -1,0 +1,104 @@
+"""One real Airflow stack per test session, shared by the end-to-end tests: api-server,
+scheduler, dag-processor and a Celery worker (concurrency 2) with Redis as broker, their
+own metadata database, a datasets database, and the demo source on 127.0.0.1. Each test
+triggers its own DAG runs and starts from an empty target table."""
+
+import dataclasses
+import os
+import secrets
+import uuid
+
+import psycopg2
+import pytest
+import redis
+
+from dataflow.demo import services
+from dataflow.demo.airflow_stack import AirflowStack
+from dataflow.demo.source_api import DemoSource
+
+E2E_HAWK_ID = 'e2e-hawk-id'
+WORKER_CONCURRENCY = 2
+INGEST_TASK_CONCURRENCY = 4
+PAGE_SIZE = 100
+
+
+@dataclasses.dataclass
+class Stack:
+    airflow: AirflowStack
+    source: DemoSource
+    datasets_dsn: str
+    hawk_key: str
+
+    @property
+    def api(self):
+        return self.airflow.api
+
+    def connect(self):
+        return psycopg2.connect(self.datasets_dsn)
+
+    def run_dag(self, dag_id, timeout=300):
+        run_id = f'test-{uuid.uuid4().hex[:10]}'
+        self.api.trigger(dag_id, run_id=run_id)
+        return run_id, self.api.wait_run(dag_id, run_id, timeout=timeout)
+
+
+def _tcp_url(dsn):
+    params = psycopg2.extensions.parse_dsn(dsn)
+    if params.get('host', '').startswith('/'):
+        return 'postgresql://{}@/{}?host={}'.format(params.get('user', 'postgres'), params['dbname'], params['host'])
+    return 'postgresql://{}@{}:{}/{}'.format(
+        params.get('user', 'postgres'), params.get('host', '127.0.0.1'), params.get('port', 5432), params['dbname'])
+
+
+@pytest.fixture(scope='session')
+def stack(pg_admin_dsn, tmp_path_factory):
+    hawk_key = secrets.token_urlsafe(24)
+    prefix = f'dataflow-e2e-{uuid.uuid4().hex[:8]}:'
+    with services.scratch_database(pg_admin_dsn, 'dataflow_e2e_meta') as metadata_dsn, \
+            services.scratch_database(pg_admin_dsn, 'dataflow_e2e_data') as datasets_dsn, \
+            services.redis_server() as redis_url, \
+            DemoSource(E2E_HAWK_ID, hawk_key, page_size=PAGE_SIZE) as source:
+        airflow = AirflowStack(
+            str(tmp_path_factory.mktemp('airflow-home')), _tcp_url(metadata_dsn), redis_url,
+            services.free_port(), worker_concurrency=WORKER_CONCURRENCY, broker_key_prefix=prefix,
+            env={
+                'HAWK_ID': E2E_HAWK_ID,
+                'HAWK_KEY': hawk_key,
+                'DATAHUB_BASE_URL': source.url,
+                'AIRFLOW_CONN_DATASETS_DB': _tcp_url(datasets_dsn),
+                'INGEST_TASK_CONCURRENCY': str(INGEST_TASK_CONCURRENCY),
+                'PIPELINE_SCHEDULES_ENABLED': 'false',
+                'TASK_RETRY_DELAY_SECONDS': '2',
+                'SOURCE_BACKOFF_BASE': '0.2',
+                'SOURCE_BACKOFF_MAX': '1',
+                'SOURCE_MAX_ATTEMPTS': '3',
+            },
+        )
+        try:
+            with airflow:
+                airflow.api.wait_dag('OMISDatasetPipeline')
+                yield Stack(airflow, source, datasets_dsn, hawk_key)
+        finally:
+            client = redis.Redis.from_url(redis_url)
+            for key in client.scan_iter(match=prefix + '*'):
+                client.delete(key)
+
+
+@pytest.fixture
+def fresh_target(stack):
+    """The OMIS table dropped, and the source emptied of records and queued faults."""
+    conn = stack.connect()
+    conn.autocommit = True
+    with conn.cursor() as cursor:
+        cursor.execute('DROP TABLE IF EXISTS omis_dataset CASCADE')
+        cursor.execute('DROP SCHEMA IF EXISTS dataflow CASCADE')
+    conn.close()
+    stack.source.reset()
+    return stack
+
+
+def pytest_collection_modifyitems(items):
+    here = os.path.dirname(__file__)
+    for item in items:
+        if str(item.fspath).startswith(here):
+            item.add_marker(pytest.mark.e2e)

@@ -1,0 +1,109 @@
+"""The OMIS pipeline end to end on the real scheduler and Celery worker (concurrency 2,
+fewer slots than INGEST_TASK_CONCURRENCY + 1 tasks that want one)."""
+
+import datetime
+import re
+
+from dataflow.demo.omis_records import omis_record
+from dataflow.handoff import PAGE_KEY_PREFIX
+from tests.e2e.conftest import INGEST_TASK_CONCURRENCY, PAGE_SIZE
+
+DAG_ID = 'OMISDatasetPipeline'
+COLUMNS = ('omis_order_reference', 'company_name', 'dit_team', 'subtotal', 'uk_region', 'market', 'sector',
+           'services', 'order_status', 'created_date', 'completion_date', 'delivery_date',
+           'payment_received_date', 'cancelled_date', 'cancellation_reason')
+
+
+def _timestamp(value):
+    return None if value is None else datetime.datetime.fromisoformat(value)
+
+
+def expected_row(record):
+    return (
+        record['reference'], record['company__name'], record['dit_team__name'], record['subtotal_cost'],
+        record['uk_region__name'], record['market__name'], record['sector__segment'], record['services'],
+        record['status'], _timestamp(record['created_on']), _timestamp(record['completed_on']),
+        datetime.date.fromisoformat(record['delivery_date']), _timestamp(record['paid_on']),
+        _timestamp(record['cancelled_on']), record['cancellation_reason__name'],
+    )
+
+
+def target_rows(stack):
+    conn = stack.connect()
+    with conn.cursor() as cursor:
+        cursor.execute(f'SELECT {", ".join(COLUMNS)} FROM omis_dataset ORDER BY 1')
+        rows = cursor.fetchall()
+    conn.close()
+    return rows
+
+
+def leftovers(stack):
+    """Page Variables and staging tables that a finished run must not leave behind."""
+    variables = [v['key'] for v in stack.api.variables() if v['key'].startswith(PAGE_KEY_PREFIX)]
+    conn = stack.connect()
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT relname FROM pg_class WHERE relname LIKE '\\_df\\_%' AND relkind = 'r'")
+        tables = [r[0] for r in cursor.fetchall()]
+    conn.close()
+    return variables, tables
+
+
+def test_runs_twice_and_the_target_equals_the_source_each_time(fresh_target):
+    stack = fresh_target
+    stack.source.put(*(omis_record(i) for i in range(2450)))
+
+    run_id, run = stack.run_dag(DAG_ID)
+    assert run['state'] == 'success', stack.api.task_states(DAG_ID, run_id)
+    assert target_rows(stack) == sorted(expected_row(r) for r in stack.source.records())
+    assert leftovers(stack) == ([], [])
+    fetched = stack.api.xcom(DAG_ID, run_id, 'fetch')
+    assert (fetched['pages'], fetched['rows']) == (25, 2450)
+    ingested = [stack.api.xcom(DAG_ID, run_id, f'ingest-{i}') for i in range(INGEST_TASK_CONCURRENCY)]
+    assert sum(i['pages'] for i in ingested) == 25 and sum(i['rows'] for i in ingested) == 2450
+    swapped = stack.api.xcom(DAG_ID, run_id, 'swap')
+    assert (swapped['rows_before'], swapped['rows_after']) == (None, 2450)
+
+    # Between runs the source removes, changes and adds rows.
+    stack.source.remove(*(omis_record(i)['reference'] for i in range(0, 2450, 7)))
+    stack.source.put(*(omis_record(i, version=1) for i in range(3, 2450, 7)))
+    stack.source.put(*(omis_record(i) for i in range(5000, 5333)))
+    expected = sorted(expected_row(r) for r in stack.source.records())
+
+    run_id, run = stack.run_dag(DAG_ID)
+    assert run['state'] == 'success', stack.api.task_states(DAG_ID, run_id)
+    assert target_rows(stack) == expected
+    assert leftovers(stack) == ([], [])
+    swapped = stack.api.xcom(DAG_ID, run_id, 'swap')
+    assert (swapped['rows_before'], swapped['rows_after']) == (2450, len(expected))
+
+
+def test_a_failed_run_leaves_the_target_and_cleans_up(fresh_target):
+    stack = fresh_target
+    stack.source.put(*(omis_record(i) for i in range(400)))
+    run_id, run = stack.run_dag(DAG_ID)
+    assert run['state'] == 'success'
+    before = target_rows(stack)
+
+    stack.source.put(*(omis_record(i, version=3) for i in range(400)))
+    stack.source.fail_next(2, *[500] * 20)  # more than every retry of every try
+    run_id, run = stack.run_dag(DAG_ID)
+    states = stack.api.task_states(DAG_ID, run_id)
+    assert run['state'] == 'failed'
+    assert states['fetch'] == 'failed' and states['swap'] == 'upstream_failed'
+    assert states['cleanup'] == 'failed'  # it cleaned up, then failed the run: nothing was swapped
+    assert target_rows(stack) == before
+    assert leftovers(stack) == ([], [])
+
+
+def test_task_logs_show_progress(fresh_target):
+    stack = fresh_target
+    stack.source.put(*(omis_record(i) for i in range(3 * PAGE_SIZE)))
+    run_id, run = stack.run_dag(DAG_ID)
+    assert run['state'] == 'success'
+    fetch_log = str(stack.api.task_log(DAG_ID, run_id, 'fetch'))
+    assert 'OMISDatasetPipeline: page 2: 100 rows' in fetch_log
+    assert re.search(r'fetched 3 pages, 300 rows in [\d.]+ s \([\d,]+/s\)', fetch_log), fetch_log[-2000:]
+    ingest_logs = ' '.join(str(stack.api.task_log(DAG_ID, run_id, f'ingest-{i}')) for i in range(4))
+    assert re.search(r'loaded page \d \(100 rows\); \d+ rows by this task, [\d,]+/s', ingest_logs)
+    swap_log = str(stack.api.task_log(DAG_ID, run_id, 'swap'))
+    assert 'swapped in omis_dataset: no table -> 300 rows' in swap_log
