@@ -75,6 +75,20 @@ def _redacted(dsn):
     return psycopg2.extensions.make_dsn(**params)
 
 
+def url_for(dsn):
+    """A postgresql:// URL for a libpq DSN (what Airflow settings and connections take)."""
+    import urllib.parse
+
+    params = psycopg2.extensions.parse_dsn(dsn)
+    user = urllib.parse.quote(params.get('user', 'postgres'), safe='')
+    password = params.get('password')
+    credentials = user + (':' + urllib.parse.quote(password, safe='') if password else '')
+    host, dbname = params.get('host', '127.0.0.1'), urllib.parse.quote(params.get('dbname', 'postgres'), safe='')
+    if host.startswith('/'):
+        return f'postgresql://{credentials}@/{dbname}?host={urllib.parse.quote(host, safe="/")}'
+    return f'postgresql://{credentials}@{host}:{params.get("port", 5432)}/{dbname}'
+
+
 def database_dsn(admin_dsn, dbname):
     params = psycopg2.extensions.parse_dsn(admin_dsn)
     params['dbname'] = dbname

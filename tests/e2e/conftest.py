@@ -42,14 +42,6 @@ class Stack:
         return run_id, self.api.wait_run(dag_id, run_id, timeout=timeout)
 
 
-def _tcp_url(dsn):
-    params = psycopg2.extensions.parse_dsn(dsn)
-    if params.get('host', '').startswith('/'):
-        return 'postgresql://{}@/{}?host={}'.format(params.get('user', 'postgres'), params['dbname'], params['host'])
-    return 'postgresql://{}@{}:{}/{}'.format(
-        params.get('user', 'postgres'), params.get('host', '127.0.0.1'), params.get('port', 5432), params['dbname'])
-
-
 @pytest.fixture(scope='session')
 def stack(pg_admin_dsn, tmp_path_factory):
     hawk_key = secrets.token_urlsafe(24)
@@ -59,13 +51,13 @@ def stack(pg_admin_dsn, tmp_path_factory):
             services.redis_server() as redis_url, \
             DemoSource(E2E_HAWK_ID, hawk_key, page_size=PAGE_SIZE) as source:
         airflow = AirflowStack(
-            str(tmp_path_factory.mktemp('airflow-home')), _tcp_url(metadata_dsn), redis_url,
+            str(tmp_path_factory.mktemp('airflow-home')), services.url_for(metadata_dsn), redis_url,
             services.free_port(), worker_concurrency=WORKER_CONCURRENCY, broker_key_prefix=prefix,
             env={
                 'HAWK_ID': E2E_HAWK_ID,
                 'HAWK_KEY': hawk_key,
                 'DATAHUB_BASE_URL': source.url,
-                'AIRFLOW_CONN_DATASETS_DB': _tcp_url(datasets_dsn),
+                'AIRFLOW_CONN_DATASETS_DB': services.url_for(datasets_dsn),
                 'INGEST_TASK_CONCURRENCY': str(INGEST_TASK_CONCURRENCY),
                 'PIPELINE_SCHEDULES_ENABLED': 'false',
                 'TASK_RETRY_DELAY_SECONDS': '2',
