@@ -1,22 +1,23 @@
 """How fetch hands pages to the ingest tasks: one Airflow Variable per page.
 
-The value is the source's own response body (already verified by the Hawk client),
-compressed and base64-encoded: every Variable call is an HTTP round trip through the
-api-server, so the bytes moved decide the hand-off's speed. Keys are unique to a run.
+Every Variable call is an HTTP round trip through the api-server (and a pass through its
+secrets masker), so the bytes stored decide the hand-off's speed. A page is stored as the
+COPY text of its mapped columns (rendered by fetch), zstd-compressed and base64-encoded:
+for 1000 OMIS records, 51 KB instead of 889 KB of JSON (210 KB as zlib-compressed JSON).
+Keys are unique to a run.
 """
 
 import base64
 import hashlib
-import zlib
 
-import orjson
+import zstandard
 
 from dataflow.errors import DataflowError
 
 PAGE_KEY_PREFIX = 'dataflow-page'
-# zlib level 1: most of level 9's size reduction on JSON, at a fraction of the CPU.
-_CODEC = 'z1'
-_COMPRESSION_LEVEL = 1
+_CODEC = 'zstd'
+_COMPRESSOR = zstandard.ZstdCompressor(level=3)
+_DECOMPRESSOR = zstandard.ZstdDecompressor()
 
 
 def run_key(dag_id, run_id, clear_number):
@@ -29,14 +30,14 @@ def page_key(run, page_number):
     return f'{PAGE_KEY_PREFIX}:{digest}:{page_number:06d}'
 
 
-def encode_page(body):
-    """A verified response body as a Variable value (text)."""
-    return f'{_CODEC}:' + base64.b64encode(zlib.compress(body, _COMPRESSION_LEVEL)).decode('ascii')
+def encode_page(payload):
+    """A page's COPY text (bytes) as a Variable value (text)."""
+    return f'{_CODEC}:' + base64.b64encode(_COMPRESSOR.compress(payload)).decode('ascii')
 
 
 def decode_page(value, key):
-    """The records of a page stored by `encode_page`."""
-    codec, _, payload = (value or '').partition(':')
+    """The COPY text of a page stored by `encode_page`."""
+    codec, _, encoded = (value or '').partition(':')
     if codec != _CODEC:
         raise DataflowError(f'Variable {key} does not hold a page stored by data-flow (codec {codec!r})')
-    return orjson.loads(zlib.decompress(base64.b64decode(payload)))['results']
+    return _DECOMPRESSOR.decompress(base64.b64decode(encoded))

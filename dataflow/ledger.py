@@ -178,13 +178,14 @@ class ClaimedPage:
     page_number: int
     url: str
     variable_key: str
+    rows: int
 
 
 def claim_page(cursor, run_key):
     """Lock one ready page for this transaction, or None. Commit after `mark_loaded`."""
     cursor.execute(
         """
-        SELECT page_number, url, variable_key FROM dataflow.pages
+        SELECT page_number, url, variable_key, rows FROM dataflow.pages
         WHERE run_key = %s AND state = %s
         ORDER BY page_number
         FOR UPDATE SKIP LOCKED LIMIT 1

@@ -131,14 +131,15 @@ class RecordRenderer:
     def __init__(self, columns):
         self.columns = tuple(columns)
         self._cells = [(getter_for(c), renderer_for(c.type), c.type.not_null) for c in self.columns]
-        key_column = next((c for c in self.columns if c.type.primary_key), None)
-        self._key_getter = getter_for(key_column) if key_column else None
+        self._key_index = next((i for i, c in enumerate(self.columns) if c.type.primary_key), None)
+        self._key_getter = getter_for(self.columns[self._key_index]) if self._key_index is not None else None
 
     def record_key(self, record, index):
+        """How errors name a record: its primary key value, else its position in the page."""
         if self._key_getter is not None and isinstance(record, dict):
             key = self._key_getter(record)
             if key is not _MISSING and key is not None:
-                return repr(key)
+                return repr(key) if isinstance(key, str) else str(key)
         return f'#{index}'
 
     def render(self, records, page):
@@ -171,9 +172,25 @@ class RecordRenderer:
         lines.append('')
         return '\n'.join(lines).encode('utf-8')
 
-    def describe_row(self, records, line_number):
-        """The record key of the 1-based COPY line `line_number`, for PostgreSQL errors."""
+    def describe_line(self, payload, line_number):
+        """How errors name the record on 1-based line `line_number` of a rendered page."""
+        lines = payload.split(b'\n')
         index = line_number - 1
-        if 0 <= index < len(records):
-            return self.record_key(records[index], index)
-        return f'line {line_number}'
+        if not 0 <= index < len(lines) - 1:
+            return f'line {line_number}'
+        if self._key_index is not None:
+            cell = lines[index].decode('utf-8').split('\t')[self._key_index]
+            if cell != NULL:
+                key = _unescape(cell)
+                quoted = self.columns[self._key_index].type.base_type not in _UNQUOTED_KEY_TYPES
+                return repr(key) if quoted else key
+        return f'#{index}'
+
+
+_UNQUOTED_KEY_TYPES = frozenset({'int2', 'int4', 'int8', 'numeric', 'float4', 'float8'})
+_UNESCAPES = {'\\\\': '\\', '\\t': '\t', '\\n': '\n', '\\r': '\r'}
+_ESCAPED = re.compile(r'\\[\\tnr]')
+
+
+def _unescape(cell):
+    return _ESCAPED.sub(lambda m: _UNESCAPES[m.group(0)], cell)

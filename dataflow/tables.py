@@ -103,17 +103,22 @@ def copy_page(cursor, table, renderer, records, page, schema=DEFAULT_SCHEMA):
     Raises RecordError naming the page, the record and the field for a value the
     renderer or PostgreSQL refuses. Returns the number of rows copied.
     """
-    payload = renderer.render(records, page)
-    if not payload:
-        return 0
-    try:
-        cursor.copy_expert(copy_statement(table, renderer.columns, schema), io.BytesIO(payload))
-    except (psycopg2.DataError, psycopg2.IntegrityError) as exc:
-        raise _record_error(exc, renderer, records, page) from None
+    copy_payload(cursor, table, renderer, renderer.render(records, page), page, schema)
     return len(records)
 
 
-def _record_error(exc, renderer, records, page):
+def copy_payload(cursor, table, renderer, payload, page, schema=DEFAULT_SCHEMA):
+    """COPY a page rendered by `renderer` (COPY text) into `table` (not committed).
+    A value PostgreSQL refuses raises RecordError naming the page, record and field."""
+    if not payload:
+        return
+    try:
+        cursor.copy_expert(copy_statement(table, renderer.columns, schema), io.BytesIO(payload))
+    except (psycopg2.DataError, psycopg2.IntegrityError) as exc:
+        raise _record_error(exc, renderer, payload, page) from None
+
+
+def _record_error(exc, renderer, payload, page):
     diag = exc.diag
     problem = diag.message_primary or str(exc).strip()
     if diag.message_detail:
@@ -121,7 +126,7 @@ def _record_error(exc, renderer, records, page):
     match = _COPY_CONTEXT.search(diag.context or '')
     if not match:
         return RecordError(page, '(unknown)', None, problem)
-    record_key = renderer.describe_row(records, int(match.group(1)))
+    record_key = renderer.describe_line(payload, int(match.group(1)))
     column_name = match.group(2)
     field = None
     if column_name:

@@ -92,3 +92,15 @@ def test_scalar_in_array_column_is_refused():
 def test_non_object_record_is_refused():
     with pytest.raises(RecordError, match='record #0: is a list, not an object'):
         renderer(('a', 'a', 'text')).render([['a']], 'p')
+
+
+def test_a_payload_line_is_named_by_its_key_as_written():
+    r = renderer(('ref', 'ref', 'text PRIMARY KEY'), ('n', 'n', 'integer'))
+    payload = r.render([{'ref': 'A\tB', 'n': 1}, {'ref': "O'K", 'n': 2}], 'p')
+    assert r.describe_line(payload, 1) == repr('A\tB')
+    assert r.describe_line(payload, 2) == repr("O'K")
+    assert r.describe_line(payload, 3) == 'line 3'
+    numbered = renderer(('id', 'id', 'bigint PRIMARY KEY'))
+    assert numbered.describe_line(numbered.render([{'id': 7}], 'p'), 1) == '7'
+    keyless = renderer(('n', 'n', 'integer'))
+    assert keyless.describe_line(keyless.render([{'n': 1}, {'n': 2}], 'p'), 2) == '#1'

@@ -119,6 +119,7 @@ def fetch(spec, run, client=None, store=None):
     ledger. A retry carries on after the last page stored."""
     client = client or HawkClient()
     store = store or VariablePageStore()
+    renderer = RecordRenderer(spec.columns)
     conn = datasets_db.connect(spec.target_db)
     try:
         _start(conn, spec, run)
@@ -130,9 +131,12 @@ def fetch(spec, run, client=None, store=None):
         started, body_bytes, stored_bytes = time.perf_counter(), 0, 0
         try:
             for page in (client.pages(resume.url) if resume.url else ()):
+                # Rendered here, so that a record that cannot be loaded fails the run
+                # before anything is loaded, and the stored page is as small as it can be.
+                payload = renderer.render(page.results, page.url)
                 key = handoff.page_key(run.run_key, page_number)
                 ledger.reserve_page(conn, run.run_key, page_number, page.url, page.next_url, key, len(page.results))
-                value = handoff.encode_page(page.body)
+                value = handoff.encode_page(payload)
                 store.set(key, value)
                 ledger.mark_ready(conn, run.run_key, page_number)
                 page_number, pages, rows = page_number + 1, pages + 1, rows + len(page.results)
@@ -181,17 +185,17 @@ def ingest(spec, run, store=None, clock=time.monotonic, sleep=time.sleep):
             with conn.cursor() as cursor:
                 claimed = ledger.claim_page(cursor, run.run_key)
                 if claimed is not None:
-                    records = handoff.decode_page(store.get(claimed.variable_key), claimed.variable_key)
-                    tables.copy_page(cursor, staging, renderer, records, claimed.url)
+                    payload = handoff.decode_page(store.get(claimed.variable_key), claimed.variable_key)
+                    tables.copy_payload(cursor, staging, renderer, payload, claimed.url)
                     ledger.mark_loaded(cursor, run.run_key, claimed.page_number, run.task_label)
             conn.commit()
             if claimed is not None:
                 # The page is in the staging table for good; its Variable is no longer
                 # needed. (Cleanup deletes any that a crash leaves here.)
                 store.delete(claimed.variable_key)
-                pages, rows = pages + 1, rows + len(records)
+                pages, rows = pages + 1, rows + claimed.rows
                 log.info('%s: loaded page %d (%d rows); %d rows by this task, %s', spec.name,
-                         claimed.page_number, len(records), rows, _rate(rows, clock() - started))
+                         claimed.page_number, claimed.rows, rows, _rate(rows, clock() - started))
                 idle_since, wait = clock(), 0.1
                 continue
             state = ledger.get_run(conn, run.run_key)

@@ -8,7 +8,7 @@ import pytest
 
 from dataflow import ledger, tables
 from dataflow.demo.omis_records import omis_record
-from dataflow.errors import SourceError
+from dataflow.errors import RecordError, SourceError
 from dataflow.hooks.hawk import HawkClient
 from dataflow.operators import dataset_tasks as tasks
 from tests.conftest import TEST_HAWK_ID, TEST_HAWK_KEY
@@ -215,6 +215,36 @@ def test_a_crash_mid_page_leaves_the_page_for_another_task(spec, source, dataset
     tasks.swap(spec, run)
     tasks.cleanup(spec, run, store)
     assert loaded_rows(datasets_conn) == source_rows(source)
+
+
+def test_fetch_fails_on_a_bad_record_before_storing_its_page(spec, source, datasets_conn):
+    broken = omis_record(150)
+    broken['company__name'] = None
+    source.put(*(omis_record(i) for i in range(150)), broken)
+    store, run = DictPageStore(), run_context(try_number=3, max_tries=3)
+    tasks.create_target_table(spec, run)
+    with pytest.raises(RecordError, match=(
+            rf"page {source.dataset_url}\?page=1: record {broken['reference']!r}: "
+            r"field company__name \(column company_name\): is null, but its column is NOT NULL")):
+        tasks.fetch(spec, run, client(), store)
+    assert len(store.values) == 1  # page 0 only
+    state = ledger.get_run(datasets_conn, run.run_key)
+    assert state.fetch_state == ledger.FETCH_FAILED and 'company__name' in state.fetch_error
+
+
+def test_a_value_postgresql_refuses_is_named_by_page_and_record(spec, source, datasets_conn):
+    bad = omis_record(5)
+    bad['delivery_date'] = '2020-02-30'
+    source.put(*(omis_record(i) for i in range(5)), bad)
+    store, run = DictPageStore(), run_context()
+    tasks.create_target_table(spec, run)
+    tasks.fetch(spec, run, client(), store)
+    with pytest.raises(RecordError) as error:
+        tasks.ingest(spec, run, store)
+    assert str(error.value).startswith(
+        f"page {source.dataset_url}: record {bad['reference']!r}: field delivery_date (column delivery_date): "
+        'date/time field value out of range')
+    assert ledger.page_counts(datasets_conn, run.run_key) == {ledger.READY: 1}
 
 
 def test_swap_refuses_when_a_page_is_not_loaded(spec, source, datasets_conn):

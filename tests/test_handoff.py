@@ -1,0 +1,24 @@
+import pytest
+
+from dataflow import handoff
+from dataflow.errors import DataflowError
+
+
+def test_pages_round_trip_and_shrink():
+    payload = ('OMIS00000001/19\tAcme Widgets Ltd\t\\N\t0\t{"Market research"}\n' * 1000).encode()
+    value = handoff.encode_page(payload)
+    assert isinstance(value, str) and value.startswith('zstd:')
+    assert len(value) < len(payload) / 10
+    assert handoff.decode_page(value, 'k') == payload
+
+
+def test_a_value_not_stored_by_dataflow_is_refused_by_key():
+    with pytest.raises(DataflowError, match="Variable some-key does not hold a page stored by data-flow \\(codec 'z1'\\)"):
+        handoff.decode_page('z1:abc', 'some-key')
+
+
+def test_keys_are_unique_per_run_attempt_and_page():
+    keys = {handoff.page_key(handoff.run_key('Dag', run, clear), page)
+            for run in ('manual__1', 'manual__2') for clear in (0, 1) for page in (0, 1, 2)}
+    assert len(keys) == 12
+    assert all(k.startswith(handoff.PAGE_KEY_PREFIX + ':') and len(k) < 250 for k in keys)
