@@ -36,7 +36,7 @@ def _airflow_command():
 
 class AirflowStack:
     def __init__(self, home, metadata_url, broker_url, port, *, worker_concurrency=2, env=None,
-                 broker_key_prefix=None, components=tuple(COMPONENTS)):
+                 broker_key_prefix=None, components=tuple(COMPONENTS), dags_folder=DAGS_FOLDER):
         self.home = home
         self.port = port
         self.base_url = f'http://127.0.0.1:{port}'
@@ -59,7 +59,7 @@ class AirflowStack:
             'AIRFLOW__API__PORT': str(port),
             'AIRFLOW__API__BASE_URL': self.base_url,
             'AIRFLOW__CORE__EXECUTION_API_SERVER_URL': f'{self.base_url}/execution/',
-            'AIRFLOW__CORE__DAGS_FOLDER': DAGS_FOLDER,
+            'AIRFLOW__CORE__DAGS_FOLDER': dags_folder,
             'AIRFLOW__CORE__LOAD_EXAMPLES': 'False',
             'AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION': 'False',
             # Local mode: every visitor is an admin. Deployments use SSO (see README).
