@@ -18,8 +18,7 @@ from dataflow.errors import DataflowError
 # a get of such a key masks every later log line against the whole value (~1.2 s a page).
 PAGE_KEY_PREFIX = 'dataflow-page'
 _CODEC = 'zstd'
-_COMPRESSOR = zstandard.ZstdCompressor(level=3)
-_DECOMPRESSOR = zstandard.ZstdDecompressor()
+_ZSTD_LEVEL = 3
 
 
 def run_key(dag_id, run_id, clear_number):
@@ -34,7 +33,9 @@ def page_key(run, page_number):
 
 def encode_page(payload):
     """A page's COPY text (bytes) as a Variable value (text)."""
-    return f'{_CODEC}:' + base64.b64encode(_COMPRESSOR.compress(payload)).decode('ascii')
+    # A zstd (de)compressor object is not thread-safe: one per call (it costs microseconds).
+    compressed = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(payload)
+    return f'{_CODEC}:' + base64.b64encode(compressed).decode('ascii')
 
 
 def decode_page(value, key):
@@ -42,4 +43,4 @@ def decode_page(value, key):
     codec, _, encoded = (value or '').partition(':')
     if codec != _CODEC:
         raise DataflowError(f'Variable {key} does not hold a page stored by data-flow (codec {codec!r})')
-    return _DECOMPRESSOR.decompress(base64.b64decode(encoded))
+    return zstandard.ZstdDecompressor().decompress(base64.b64decode(encoded))

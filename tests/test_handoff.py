@@ -22,3 +22,13 @@ def test_keys_are_unique_per_run_attempt_and_page():
             for run in ('manual__1', 'manual__2') for clear in (0, 1) for page in (0, 1, 2)}
     assert len(keys) == 12
     assert all(k.startswith(handoff.PAGE_KEY_PREFIX + ':') and len(k) < 250 for k in keys)
+
+
+def test_pages_can_be_encoded_and_decoded_from_many_threads_at_once():
+    import concurrent.futures
+
+    payloads = [(f'row {i}\t' * 5000 + '\n').encode() for i in range(64)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        values = list(pool.map(handoff.encode_page, payloads))
+        decoded = list(pool.map(handoff.decode_page, values, ['k'] * len(values)))
+    assert decoded == payloads
