@@ -191,30 +191,32 @@ def _apply_grants(cursor, grants, schema, table):
         )
 
 
-def _rename_derived_names(cursor, relation_oid, schema, old_prefix, new_prefix):
-    """Give the staging table's constraints and indexes the target's names
-    (omis_dataset_pkey, not _df_stg_…_omis_dataset_pkey)."""
+def _rename_derived_names(cursor, relation_oid, schema, staging, table):
+    """Give the new table's constraints and indexes the target's names (omis_dataset_pkey,
+    not _df_stg_…_omis_dataset_pkey). Renaming a constraint that an index backs renames
+    the index too, so the indexes are looked at after the constraints."""
+
+    def target_name(name):
+        if not name.startswith(staging):
+            return None
+        new_name = table + name[len(staging):]
+        if len(new_name.encode('utf-8')) > MAX_IDENTIFIER_BYTES or _relation_named(cursor, schema, new_name):
+            return None
+        return new_name
+
     cursor.execute('SELECT conname FROM pg_constraint WHERE conrelid = %s', (relation_oid,))
     for (name,) in cursor.fetchall():
-        if name.startswith(old_prefix):
-            new_name = new_prefix + name[len(old_prefix):]
-            if len(new_name.encode('utf-8')) <= MAX_IDENTIFIER_BYTES and not _relation_named(cursor, schema, new_name):
-                cursor.execute(
-                    sql.SQL('ALTER TABLE {} RENAME CONSTRAINT {} TO {}').format(
-                        _qualified(schema, new_prefix), sql.Identifier(name), sql.Identifier(new_name)
-                    )
-                )
+        if new_name := target_name(name):
+            cursor.execute(sql.SQL('ALTER TABLE {} RENAME CONSTRAINT {} TO {}').format(
+                _qualified(schema, table), sql.Identifier(name), sql.Identifier(new_name)))
     cursor.execute(
         'SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = %s',
         (relation_oid,),
     )
     for (name,) in cursor.fetchall():
-        if name.startswith(old_prefix):
-            new_name = new_prefix + name[len(old_prefix):]
-            if len(new_name.encode('utf-8')) <= MAX_IDENTIFIER_BYTES and not _relation_named(cursor, schema, new_name):
-                cursor.execute(
-                    sql.SQL('ALTER INDEX {} RENAME TO {}').format(_qualified(schema, name), sql.Identifier(new_name))
-                )
+        if new_name := target_name(name):
+            cursor.execute(sql.SQL('ALTER INDEX {} RENAME TO {}').format(
+                _qualified(schema, name), sql.Identifier(new_name)))
 
 
 def _relation_named(cursor, schema, name):

@@ -95,25 +95,25 @@ def database_dsn(admin_dsn, dbname):
     return psycopg2.extensions.make_dsn(**params)
 
 
-def create_database(admin_dsn, dbname):
+def _execute_outside_transaction(admin_dsn, statement):
+    # CREATE/DROP DATABASE cannot run inside a transaction block.
     conn = psycopg2.connect(admin_dsn)
     conn.autocommit = True
     try:
         with conn.cursor() as cursor:
-            cursor.execute(sql.SQL('CREATE DATABASE {}').format(sql.Identifier(dbname)))
+            cursor.execute(statement)
     finally:
         conn.close()
+
+
+def create_database(admin_dsn, dbname):
+    _execute_outside_transaction(admin_dsn, sql.SQL('CREATE DATABASE {}').format(sql.Identifier(dbname)))
     return database_dsn(admin_dsn, dbname)
 
 
 def drop_database(admin_dsn, dbname):
-    conn = psycopg2.connect(admin_dsn)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(sql.SQL('DROP DATABASE IF EXISTS {} WITH (FORCE)').format(sql.Identifier(dbname)))
-    finally:
-        conn.close()
+    _execute_outside_transaction(
+        admin_dsn, sql.SQL('DROP DATABASE IF EXISTS {} WITH (FORCE)').format(sql.Identifier(dbname)))
 
 
 @contextlib.contextmanager

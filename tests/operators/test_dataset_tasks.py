@@ -162,38 +162,41 @@ def fake_time():
     return (lambda: now[0]), sleep, waits
 
 
-@pytest.mark.parametrize('fetch_state', [ledger.FETCH_WAITING, ledger.FETCH_RETRYING])
-def test_ingest_yields_its_slot_quickly_when_fetch_is_not_running(spec, datasets_conn, fetch_state):
+def idle_ingest(spec, conn, fetch_state, waits):
+    """Run ingest on simulated time, with no page ever stored and fetch in `fetch_state`,
+    recording in `waits` how long it waited between its looks for a page."""
     run = run_context()
     tasks.create_target_table(spec, run)
-    ledger.set_fetch_state(datasets_conn, run.run_key, fetch_state)
-    clock, sleep, waits = fake_time()
-    with pytest.raises(tasks.Reschedule):
+    ledger.set_fetch_state(conn, run.run_key, fetch_state)
+    clock, sleep, recorded = fake_time()
+    try:
         tasks.ingest(spec, run, DictPageStore(), clock=clock, sleep=sleep)
+    finally:
+        waits.extend(recorded)
+
+
+@pytest.mark.parametrize('fetch_state', [ledger.FETCH_WAITING, ledger.FETCH_RETRYING])
+def test_ingest_yields_its_slot_quickly_when_fetch_is_not_running(spec, datasets_conn, fetch_state):
+    waits = []
+    with pytest.raises(tasks.Reschedule):
+        idle_ingest(spec, datasets_conn, fetch_state, waits)
     assert waits == [0.1, 0.2, 0.4, 0.8, 1.6]
 
 
 def test_ingest_waits_for_a_slow_fetch_with_bounded_backoff_then_yields(spec, datasets_conn, monkeypatch):
-    run = run_context()
-    tasks.create_target_table(spec, run)
-    ledger.set_fetch_state(datasets_conn, run.run_key, ledger.FETCH_RUNNING)
     monkeypatch.setattr('dataflow.constants.INGEST_IDLE_RESCHEDULE_SECONDS', 60.0)
-    clock, sleep, waits = fake_time()
+    waits = []
     with pytest.raises(tasks.Reschedule):
-        tasks.ingest(spec, run, DictPageStore(), clock=clock, sleep=sleep)
+        idle_ingest(spec, datasets_conn, ledger.FETCH_RUNNING, waits)
     assert waits[:6] == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0]
     assert max(waits) == 2.0 and 60 <= sum(waits) < 62
 
 
 def test_ingest_gives_up_on_a_stalled_fetch(spec, datasets_conn, monkeypatch):
-    run = run_context()
-    tasks.create_target_table(spec, run)
-    ledger.set_fetch_state(datasets_conn, run.run_key, ledger.FETCH_RUNNING)
     monkeypatch.setattr('dataflow.constants.INGEST_IDLE_RESCHEDULE_SECONDS', 1000.0)
     monkeypatch.setattr('dataflow.constants.FETCH_STALL_SECONDS', 30.0)
-    clock, sleep, _ = fake_time()
     with pytest.raises(tasks.FetchFailed, match='fetch has stored no page for 3. s'):
-        tasks.ingest(spec, run, DictPageStore(), clock=clock, sleep=sleep)
+        idle_ingest(spec, datasets_conn, ledger.FETCH_RUNNING, [])
 
 
 def test_a_crash_mid_page_leaves_the_page_for_another_task(spec, source, datasets_conn, monkeypatch):
