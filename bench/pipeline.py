@@ -58,7 +58,11 @@ def main():
     logging.basicConfig(level=logging.WARNING)
 
     hawk_key = secrets.token_urlsafe(24)
-    dags = tempfile.mkdtemp(prefix='dataflow-bench-dags-')
+    with tempfile.TemporaryDirectory(prefix='dataflow-bench-dags-') as dags:
+        run_benchmark(args, hawk_key, dags)
+
+
+def run_benchmark(args, hawk_key, dags):
     shutil.copy(os.path.join(HERE, 'dags', 'handoff_bench.py'), dags)
     with open(os.path.join(dags, 'dataset_pipelines.py'), 'w') as dag_file:
         # Airflow parses only files that mention both "airflow" and "dag".
@@ -106,7 +110,6 @@ def main():
             plain, ours = handoff['plain JSON'], handoff['data-flow (COPY text, zstd)']
             print(f'data-flow encoding / plain JSON: {ours["handoff_rows_per_s"] / plain["handoff_rows_per_s"]:.1f}x '
                   'hand-off throughput')
-    shutil.rmtree(dags, ignore_errors=True)
 
 
 if __name__ == '__main__':

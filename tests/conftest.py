@@ -1,8 +1,13 @@
+import atexit
 import os
+import shutil
 import tempfile
 
-# Importing Airflow writes airflow.cfg into AIRFLOW_HOME: keep it out of the user's ~/airflow.
-os.environ.setdefault('AIRFLOW_HOME', tempfile.mkdtemp(prefix='dataflow-test-airflow-'))
+# Importing Airflow writes airflow.cfg into AIRFLOW_HOME: keep it out of the user's
+# ~/airflow, in a directory removed when the session ends.
+if 'AIRFLOW_HOME' not in os.environ:
+    os.environ['AIRFLOW_HOME'] = tempfile.mkdtemp(prefix='dataflow-test-airflow-')
+    atexit.register(shutil.rmtree, os.environ['AIRFLOW_HOME'], ignore_errors=True)
 
 import psycopg2  # noqa: E402
 import pytest  # noqa: E402
