@@ -221,3 +221,117 @@ def discover(marker=DATASET_PIPELINE_MARKER, spec_of=dataset_pipeline_spec, pack
         except PipelineDefinitionError as exc:
             errors[name] = exc
     return Discovery(specs, errors)
+
+
+# -- view pipelines ------------------------------------------------------------------------
+
+VIEW_PIPELINE_MARKER = 'ViewPipeline'
+# A view's name is `view_name` + '_YYYY_MM_DD' (+ '_HHMM' for intervals that start within a day).
+VIEW_NAME_SUFFIX_BYTES = len('_YYYY_MM_DD_HHMM')
+
+
+@dataclass(frozen=True)
+class ViewField:
+    expression: str     # SQL over the dataset table's columns, e.g. 'subtotal::numeric/100'
+    alias: str | None   # the view's column name; None keeps the dataset column's name
+
+
+@dataclass(frozen=True)
+class ViewPipelineSpec:
+    name: str
+    view_name: str
+    dataset: DatasetPipelineSpec
+    fields: tuple
+    where_clause: str | None
+    params: dict
+    start_date: datetime.datetime
+    end_date: datetime.datetime | None
+    catchup: bool
+    schedule: object
+    pipeline_class: type = field(repr=False, compare=False)
+
+
+def view_pipeline_spec(cls):
+    """The checked spec of a view pipeline class, or PipelineDefinitionError listing
+    every problem found."""
+    from dataflow import views  # parses SQL and templates; imported here to keep this module light
+
+    problems = _Problems(cls)
+    for attribute in ('view_name', 'dataset_pipeline', 'fields', 'start_date'):
+        if not hasattr(cls, attribute):
+            problems.add(attribute, 'is missing')
+    problems.raise_if_any()
+
+    view_name = cls.view_name
+    if _check_identifier(problems, 'view_name', view_name, 'view name'):
+        longest = MAX_IDENTIFIER_BYTES - VIEW_NAME_SUFFIX_BYTES
+        if len(view_name.encode('utf-8')) > longest:
+            problems.add('view_name', f'{view_name!r} is over {longest} bytes, leaving no room for the '
+                                      'interval suffix within PostgreSQL\'s 63')
+
+    dataset = None
+    if not inspect.isclass(cls.dataset_pipeline):
+        problems.add('dataset_pipeline', f'must be a dataset pipeline class, got {cls.dataset_pipeline!r}')
+    else:
+        try:
+            dataset = dataset_pipeline_spec(cls.dataset_pipeline)
+        except PipelineDefinitionError as exc:
+            problems.add('dataset_pipeline', f'{cls.dataset_pipeline.__name__} is not valid: {exc}')
+
+    fields = ()
+    if cls.fields is True:
+        if dataset is not None:
+            fields = tuple(ViewField(column.name, None) for column in dataset.columns)
+    elif isinstance(cls.fields, (list, tuple)) and cls.fields:
+        fields, aliases = [], {}
+        for index, entry in enumerate(cls.fields):
+            where = f'fields[{index}]'
+            if not (isinstance(entry, (list, tuple)) and len(entry) == 2):
+                problems.add(where, f'must be (SQL expression, alias), got {entry!r}')
+                continue
+            expression, alias = entry
+            try:
+                views.check_expression(expression)
+            except ValueError as exc:
+                problems.add(where, str(exc))
+                continue
+            if not _check_identifier(problems, where, alias, 'alias'):
+                continue
+            if alias in aliases:
+                problems.add(where, f'duplicate alias {alias!r} (also fields[{aliases[alias]}])')
+                continue
+            aliases[alias] = index
+            fields.append(ViewField(expression, alias))
+        fields = tuple(fields)
+    else:
+        problems.add('fields', 'must be True (every column) or a non-empty list of (SQL expression, alias)')
+
+    where_clause = getattr(cls, 'where_clause', None)
+    if where_clause is not None:
+        try:
+            views.check_where_template(where_clause)
+        except ValueError as exc:
+            problems.add('where_clause', str(exc))
+
+    params = getattr(cls, 'params', None) or {}
+    if not isinstance(params, dict):
+        problems.add('params', f'must be a dict, got {params!r}')
+
+    start_date = _check_datetime(problems, 'start_date', cls.start_date, required=True)
+    end_date = _check_datetime(problems, 'end_date', getattr(cls, 'end_date', None), required=False)
+    if start_date and end_date and end_date <= start_date:
+        problems.add('end_date', f'{end_date.isoformat()} is not after start_date {start_date.isoformat()}')
+    catchup = getattr(cls, 'catchup', False)
+    if not isinstance(catchup, bool):
+        problems.add('catchup', f'must be True or False, got {catchup!r}')
+    schedule = _check_schedule(problems, getattr(cls, 'schedule_interval', None))
+    problems.raise_if_any()
+    return ViewPipelineSpec(
+        name=cls.__name__, view_name=view_name, dataset=dataset, fields=fields, where_clause=where_clause,
+        params=params, start_date=start_date, end_date=end_date, catchup=catchup, schedule=schedule,
+        pipeline_class=cls,
+    )
+
+
+def discover_views(package=PIPELINES_PACKAGE):
+    return discover(VIEW_PIPELINE_MARKER, view_pipeline_spec, package)

@@ -54,11 +54,11 @@ def _qualified(schema, table):
 
 def table_exists(conn, table, schema=DEFAULT_SCHEMA):
     with conn.cursor() as cursor:
-        cursor.execute('SELECT to_regclass(%s) IS NOT NULL', (_regclass_text(schema, table),))
+        cursor.execute('SELECT to_regclass(%s) IS NOT NULL', (regclass_text(schema, table),))
         return cursor.fetchone()[0]
 
 
-def _regclass_text(schema, table):
+def regclass_text(schema, table):
     # to_regclass parses its argument as SQL; quote both parts so any name round-trips.
     return '"{}"."{}"'.format(schema.replace('"', '""'), table.replace('"', '""'))
 
@@ -164,7 +164,7 @@ def _dependent_views(cursor, relation_oid):
     return cursor.fetchall()
 
 
-def _grants(cursor, relation_oid):
+def grants_of(cursor, relation_oid):
     """(privilege, grantee role or None for PUBLIC, grantable) of the relation's ACL."""
     cursor.execute(
         """
@@ -179,7 +179,7 @@ def _grants(cursor, relation_oid):
     return cursor.fetchall()
 
 
-def _apply_grants(cursor, grants, schema, table):
+def apply_grants(cursor, grants, schema, table):
     for privilege, grantee, grantable in grants:
         cursor.execute(
             sql.SQL('GRANT {} ON TABLE {} TO {}{}').format(
@@ -220,7 +220,7 @@ def _rename_derived_names(cursor, relation_oid, schema, staging, table):
 
 
 def _relation_named(cursor, schema, name):
-    cursor.execute('SELECT to_regclass(%s) IS NOT NULL', (_regclass_text(schema, name),))
+    cursor.execute('SELECT to_regclass(%s) IS NOT NULL', (regclass_text(schema, name),))
     return cursor.fetchone()[0]
 
 
@@ -281,7 +281,7 @@ def _swap_once(conn, staging, table, schema, lock_timeout_ms, before_commit):
     with conn.cursor() as cursor:
         cursor.execute('SET LOCAL lock_timeout = %s', (f'{int(lock_timeout_ms)}ms',))
         _lock(cursor, schema, staging)
-        cursor.execute('SELECT to_regclass(%s)::oid', (_regclass_text(schema, table),))
+        cursor.execute('SELECT to_regclass(%s)::oid', (regclass_text(schema, table),))
         old_oid = cursor.fetchone()[0]
         views, grants, comment = (), (), None
         if old_oid is not None:
@@ -301,7 +301,7 @@ def _swap_once(conn, staging, table, schema, lock_timeout_ms, before_commit):
                 raise _DependentsChanged()
         locked_at = time.perf_counter()
         if old_oid is not None:
-            grants = _grants(cursor, old_oid)
+            grants = grants_of(cursor, old_oid)
             cursor.execute("SELECT obj_description(%s, 'pg_class')", (old_oid,))
             comment = cursor.fetchone()[0]
             replaced = _derived_name(REPLACED_PREFIX, table, staging)
@@ -311,7 +311,7 @@ def _swap_once(conn, staging, table, schema, lock_timeout_ms, before_commit):
         cursor.execute(
             sql.SQL('ALTER TABLE {} RENAME TO {}').format(_qualified(schema, staging), sql.Identifier(table))
         )
-        _apply_grants(cursor, grants, schema, table)
+        apply_grants(cursor, grants, schema, table)
         if comment is not None:
             cursor.execute(
                 sql.SQL('COMMENT ON TABLE {} IS %s').format(_qualified(schema, table)), (comment,)
@@ -333,7 +333,7 @@ def _swap_once(conn, staging, table, schema, lock_timeout_ms, before_commit):
                 ) from None
         if old_oid is not None:
             cursor.execute(sql.SQL('DROP TABLE {}').format(_qualified(schema, replaced)))
-        cursor.execute('SELECT to_regclass(%s)::oid', (_regclass_text(schema, table),))
+        cursor.execute('SELECT to_regclass(%s)::oid', (regclass_text(schema, table),))
         _rename_derived_names(cursor, cursor.fetchone()[0], schema, staging, table)
         if before_commit is not None:
             before_commit(cursor)

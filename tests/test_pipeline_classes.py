@@ -49,3 +49,32 @@ def test_its_staging_tables_fit_and_never_collide(spec):
     names = {tables.staging_table_name(spec.table_name, f'run-{i}') for i in range(1000)}
     assert len(names) == 1000
     assert all(len(n.encode()) <= 63 and n != spec.table_name for n in names)
+
+
+# -- view pipelines -------------------------------------------------------------------------
+
+from dataflow import views  # noqa: E402
+from dataflow.pipelines import discover_views  # noqa: E402
+
+DISCOVERED_VIEWS = discover_views()
+
+
+@pytest.fixture(params=sorted(DISCOVERED_VIEWS.specs) + sorted(DISCOVERED_VIEWS.errors))
+def view_spec(request):
+    name = request.param
+    if name in DISCOVERED_VIEWS.errors:
+        pytest.fail(f'{name} does not load: {DISCOVERED_VIEWS.errors[name]}')
+    return DISCOVERED_VIEWS.specs[name]
+
+
+def test_its_view_renders_and_postgresql_accepts_it(view_spec, datasets_conn):
+    import datetime
+
+    logical_date = view_spec.start_date
+    where = views.render_where_clause(view_spec, views.template_context(logical_date, params=view_spec.params))
+    name = views.view_name_for(view_spec, logical_date)
+    assert len(name.encode()) <= 63
+    tables.create_table(datasets_conn, view_spec.dataset.table_name, view_spec.dataset.columns)
+    datasets_conn.commit()
+    assert views.create_view(datasets_conn, view_spec, name, where) == 0
+    assert view_spec.end_date is None or view_spec.end_date > logical_date - datetime.timedelta(days=1)

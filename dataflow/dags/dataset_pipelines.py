@@ -9,15 +9,14 @@ A pipeline class that does not validate becomes a DAG with one task that fails w
 class's errors, so it is visible in the UI and the other pipelines are unaffected.
 """
 
-import datetime
 import logging
 
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG
-from airflow.sdk.exceptions import AirflowFailException
 from airflow.task.trigger_rule import TriggerRule
 
 from dataflow import constants
+from dataflow.dag_factory import default_args, invalid_pipeline_dag, schedule_for
 from dataflow.operators import dataset_tasks as tasks
 from dataflow.pipelines import discover
 
@@ -29,18 +28,14 @@ FETCH_PRIORITY = 100
 
 
 def dataset_dag(spec):
-    default_args = {
-        'retries': constants.TASK_RETRIES,
-        'retry_delay': datetime.timedelta(seconds=constants.TASK_RETRY_DELAY_SECONDS),
-    }
     with DAG(
         dag_id=spec.name,
-        schedule=spec.schedule if constants.PIPELINE_SCHEDULES_ENABLED else None,
+        schedule=schedule_for(spec.schedule),
         start_date=spec.start_date,
         end_date=spec.end_date,
         catchup=False,
         max_active_runs=1,
-        default_args=default_args,
+        default_args=default_args(),
         tags=TAGS,
         doc_md=(spec.pipeline_class.__doc__ or '') + f'\n\nLoads `{spec.source_url}` into `{spec.table_name}`.',
     ) as dag:
@@ -59,18 +54,6 @@ def dataset_dag(spec):
         # After every task, not just swap: a failed fetch fails swap at once, while
         # ingest tasks may still be loading from the staging table.
         [check, fetch, create, *ingest, swap] >> cleanup
-    return dag
-
-
-def invalid_pipeline_dag(name, error):
-    message = str(error)
-
-    def fail():
-        raise AirflowFailException(message)
-
-    with DAG(dag_id=name, schedule=None, tags=['dataflow', 'invalid'], description=message[:200],
-             doc_md=f'This pipeline class is not valid:\n\n```\n{message}\n```') as dag:
-        PythonOperator(task_id='invalid-pipeline', python_callable=fail)
     return dag
 
 

@@ -3,6 +3,7 @@ import datetime
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
+from dataflow.dag_factory import invalid_pipeline_dag
 from dataflow.dags import dataset_pipelines
 from dataflow.errors import PipelineDefinitionError
 from dataflow.pipelines import discover
@@ -33,7 +34,7 @@ def test_every_pipeline_class_is_a_dag_of_the_documented_shape(dag):
 
 def test_an_invalid_class_becomes_a_dag_that_fails_with_its_errors():
     error = PipelineDefinitionError('BrokenDatasetPipeline', [('field_mapping[0]', "unknown column type 'integr'")])
-    dag = dataset_pipelines.invalid_pipeline_dag('BrokenDatasetPipeline', error)
+    dag = invalid_pipeline_dag('BrokenDatasetPipeline', error)
     assert dag.dag_id == 'BrokenDatasetPipeline' and dag.schedule is None and 'invalid' in dag.tags
     [task] = dag.tasks
     with pytest.raises(AirflowFailException, match=r"BrokenDatasetPipeline.field_mapping\[0\]: unknown column type"):
