@@ -190,6 +190,24 @@ class AirflowApi:
     def import_errors(self):
         return self._request('GET', '/importErrors')['import_errors']
 
+    def unpause(self, dag_id):
+        return self._request('PATCH', f'/dags/{dag_id}', json={'is_paused': False})
+
+    def dag_runs(self, dag_id):
+        return self._request('GET', f'/dags/{dag_id}/dagRuns', params={'limit': 100})['dag_runs']
+
+    def wait_runs_finished(self, dag_id, count, timeout=300):
+        """Wait until `dag_id` has at least `count` runs and none is unfinished; return them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            runs = self.dag_runs(dag_id)
+            if len(runs) >= count and all(r['state'] in ('success', 'failed') for r in runs):
+                return runs
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'{dag_id}: runs not finished after {timeout} s: '
+                                   f'{[(r["dag_run_id"], r["state"]) for r in runs]}')
+            time.sleep(1)
+
     def trigger(self, dag_id, run_id=None, conf=None):
         body = {'logical_date': None, 'conf': conf or {}}
         if run_id:
