@@ -101,3 +101,19 @@ TASK_RETRY_DELAY_SECONDS = _float('TASK_RETRY_DELAY_SECONDS', 30.0)
 REDIS_URL = os.environ.get('REDIS_URL', 'redis://127.0.0.1:6379/0')
 # False: every pipeline DAG runs only when triggered (the demo, tests and benchmarks).
 PIPELINE_SCHEDULES_ENABLED = _bool('PIPELINE_SCHEDULES_ENABLED', True)
+
+# Single sign-on for the web UI and API (FAB auth manager; see dataflow/webserver_config.py).
+# SSO_PROVIDER: 'authbroker' (Staff SSO, the default) or 'oidc' (any OpenID Connect provider).
+SSO_PROVIDER = os.environ.get('SSO_PROVIDER', 'authbroker').strip().lower()
+AUTHBROKER_URL = os.environ.get('AUTHBROKER_URL', '').rstrip('/')
+AUTHBROKER_CLIENT_ID = os.environ.get('AUTHBROKER_CLIENT_ID', '')
+AUTHBROKER_CLIENT_SECRET = os.environ.get('AUTHBROKER_CLIENT_SECRET', '')
+# Comma-separated email domains allowed in, matched exactly (case-insensitively) against
+# the part of the email after its last '@'. Applies to both providers.
+AUTHBROKER_ALLOWED_DOMAINS = os.environ.get('AUTHBROKER_ALLOWED_DOMAINS', '')
+OIDC_DISCOVERY_URL = os.environ.get('OIDC_DISCOVERY_URL', '')
+OIDC_CLIENT_ID = os.environ.get('OIDC_CLIENT_ID', '')
+OIDC_CLIENT_SECRET = os.environ.get('OIDC_CLIENT_SECRET', '')
+# The role of a user's first login; the emails (comma-separated) that are made Admin.
+SSO_DEFAULT_ROLE = os.environ.get('SSO_DEFAULT_ROLE', 'Viewer')
+SSO_ADMIN_EMAILS = os.environ.get('SSO_ADMIN_EMAILS', '')

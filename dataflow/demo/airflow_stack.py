@@ -21,7 +21,19 @@ from cryptography.fernet import Fernet
 
 log = logging.getLogger(__name__)
 
-DAGS_FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'dags')
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DAGS_FOLDER = os.path.join(PACKAGE_DIR, 'dags')
+WEBSERVER_CONFIG = os.path.join(PACKAGE_DIR, 'webserver_config.py')
+LOCAL_AUTH = {
+    # Local mode: every visitor is an admin, no login. For the demo and tests only.
+    'AIRFLOW__CORE__AUTH_MANAGER': 'airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager',
+    'AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS': 'True',
+}
+SSO_AUTH = {
+    # Single sign-on through the FAB auth manager, configured by dataflow/webserver_config.py.
+    'AIRFLOW__CORE__AUTH_MANAGER': 'airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager',
+    'AIRFLOW__FAB__CONFIG_FILE': WEBSERVER_CONFIG,
+}
 COMPONENTS = {
     'api-server': ['api-server'],
     'scheduler': ['scheduler', '--skip-serve-logs'],
@@ -36,7 +48,7 @@ def _airflow_command():
 
 class AirflowStack:
     def __init__(self, home, metadata_url, broker_url, port, *, worker_concurrency=2, env=None,
-                 broker_key_prefix=None, components=tuple(COMPONENTS), dags_folder=DAGS_FOLDER):
+                 broker_key_prefix=None, components=tuple(COMPONENTS), dags_folder=DAGS_FOLDER, auth='local'):
         self.home = home
         self.port = port
         self.base_url = f'http://127.0.0.1:{port}'
@@ -62,10 +74,7 @@ class AirflowStack:
             'AIRFLOW__CORE__DAGS_FOLDER': dags_folder,
             'AIRFLOW__CORE__LOAD_EXAMPLES': 'False',
             'AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION': 'False',
-            # Local mode: every visitor is an admin. Deployments use SSO (see README).
-            'AIRFLOW__CORE__AUTH_MANAGER':
-                'airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager',
-            'AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS': 'True',
+            **{'local': LOCAL_AUTH, 'sso': SSO_AUTH}[auth],
             'AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL': '5',
             'AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL': '10',
             'AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL': '2',
@@ -93,7 +102,8 @@ class AirflowStack:
         for name in self.components:
             self.start_component(name)
         self.api = AirflowApi(self.base_url)
-        self.api.wait_healthy(timeout=timeout, check=self._check_alive)
+        healthy = [c.replace('-', '_') for c in ('scheduler', 'dag-processor') if c in self.components]
+        self.api.wait_healthy(timeout=timeout, check=self._check_alive, components=('metadatabase', *healthy))
         log.info('Airflow stack up in %.1f s at %s', time.monotonic() - started, self.base_url)
         return self
 
@@ -141,11 +151,13 @@ class AirflowStack:
 
 
 class AirflowApi:
-    """The REST API (/api/v2) of an api-server in local mode."""
+    """The REST API (/api/v2) of an api-server: in local mode with no credentials, else
+    with a database user's username and password."""
 
-    def __init__(self, base_url):
+    def __init__(self, base_url, username=None, password=None):
         self.base_url = base_url.rstrip('/')
         self.session = requests.Session()
+        self.credentials = (username, password) if username else None
 
     def _request(self, method, path, **kwargs):
         response = self.session.request(method, f'{self.base_url}/api/v2{path}', timeout=30, **kwargs)
@@ -157,11 +169,16 @@ class AirflowApi:
         return response.json() if response.content else None
 
     def _authenticate(self):
-        response = self.session.get(f'{self.base_url}/auth/token', timeout=30)
+        if self.credentials:
+            username, password = self.credentials
+            response = self.session.post(f'{self.base_url}/auth/token', timeout=30,
+                                         json={'username': username, 'password': password})
+        else:
+            response = self.session.get(f'{self.base_url}/auth/token', timeout=30)
         response.raise_for_status()
         self.session.headers['Authorization'] = f'Bearer {response.json()["access_token"]}'
 
-    def wait_healthy(self, timeout=180, check=lambda: None):
+    def wait_healthy(self, timeout=180, check=lambda: None, components=('metadatabase', 'scheduler', 'dag_processor')):
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
@@ -169,8 +186,7 @@ class AirflowApi:
             try:
                 health = self.session.get(f'{self.base_url}/api/v2/monitor/health', timeout=5).json()
                 last = health
-                if all(health.get(c, {}).get('status') == 'healthy'
-                       for c in ('metadatabase', 'scheduler', 'dag_processor')):
+                if all(health.get(c, {}).get('status') == 'healthy' for c in components):
                     return health
             except (requests.RequestException, ValueError):
                 pass

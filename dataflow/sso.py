@@ -1,0 +1,163 @@
+"""Single sign-on for the Airflow UI and API, through the FAB auth manager.
+
+Staff SSO (authbroker) is the default provider: OAuth2 with `/o/authorize/`, `/o/token/`
+and the user from `GET /api/v1/user/me/`. Any OpenID Connect provider can be used instead
+(SSO_PROVIDER=oidc, with its discovery URL). Either way:
+
+- only emails whose domain (the part after the last '@', compared case-insensitively and
+  exactly) is in AUTHBROKER_ALLOWED_DOMAINS get in; anyone else sees a "not allowed" page
+  and no user is created;
+- a new user gets SSO_DEFAULT_ROLE (Viewer unless set); emails in SSO_ADMIN_EMAILS get
+  Admin as well. Roles are worked out again at every login.
+"""
+
+import html
+import logging
+
+from flask import g, get_flashed_messages, make_response, session
+
+from dataflow import constants
+from dataflow.constants import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+AUTHBROKER = 'authbroker'
+OIDC = 'oidc'
+ADMIN_ROLE_KEY = 'dataflow-admin'
+_REFUSED = 'dataflow_sso_refused_email'
+
+
+def _csv(value):
+    return [item.strip().lower() for item in value.split(',') if item.strip()]
+
+
+def allowed_domains():
+    return frozenset(_csv(constants.AUTHBROKER_ALLOWED_DOMAINS))
+
+
+def admin_emails():
+    return frozenset(_csv(constants.SSO_ADMIN_EMAILS))
+
+
+def email_domain(email):
+    """The part after the last '@': 'a@trade.gov.uk@evil.example' is from evil.example."""
+    return email.rpartition('@')[2].strip().lower() if email and '@' in email else ''
+
+
+def is_allowed(email):
+    return email_domain(email) in allowed_domains()
+
+
+def _require(**settings):
+    missing = [name for name, value in settings.items() if not value]
+    if missing:
+        raise ConfigurationError(f'SSO_PROVIDER={constants.SSO_PROVIDER} needs {", ".join(missing)}')
+
+
+def oauth_providers():
+    """FAB's OAUTH_PROVIDERS for the configured provider; a clear error when settings are missing."""
+    if not allowed_domains():
+        raise ConfigurationError('AUTHBROKER_ALLOWED_DOMAINS must list the email domains allowed in '
+                                 '(e.g. digital.trade.gov.uk,trade.gov.uk)')
+    if constants.SSO_PROVIDER == AUTHBROKER:
+        _require(AUTHBROKER_URL=constants.AUTHBROKER_URL, AUTHBROKER_CLIENT_ID=constants.AUTHBROKER_CLIENT_ID,
+                 AUTHBROKER_CLIENT_SECRET=constants.AUTHBROKER_CLIENT_SECRET)
+        base = constants.AUTHBROKER_URL
+        return [{
+            'name': AUTHBROKER,
+            'icon': 'fa-sign-in',
+            'token_key': 'access_token',
+            'remote_app': {
+                'client_id': constants.AUTHBROKER_CLIENT_ID,
+                'client_secret': constants.AUTHBROKER_CLIENT_SECRET,
+                'api_base_url': f'{base}/',
+                'authorize_url': f'{base}/o/authorize/',
+                'access_token_url': f'{base}/o/token/',
+                'client_kwargs': {'scope': 'read write'},
+            },
+        }]
+    if constants.SSO_PROVIDER == OIDC:
+        _require(OIDC_DISCOVERY_URL=constants.OIDC_DISCOVERY_URL, OIDC_CLIENT_ID=constants.OIDC_CLIENT_ID,
+                 OIDC_CLIENT_SECRET=constants.OIDC_CLIENT_SECRET)
+        return [{
+            'name': OIDC,
+            'icon': 'fa-sign-in',
+            'token_key': 'access_token',
+            'remote_app': {
+                'client_id': constants.OIDC_CLIENT_ID,
+                'client_secret': constants.OIDC_CLIENT_SECRET,
+                'server_metadata_url': constants.OIDC_DISCOVERY_URL,
+                'client_kwargs': {'scope': 'openid email profile'},
+            },
+        }]
+    raise ConfigurationError(f"SSO_PROVIDER must be '{AUTHBROKER}' or '{OIDC}', got {constants.SSO_PROVIDER!r}")
+
+
+class LoginRefused(Exception):
+    """The provider vouched for the user, but their email domain is not allowed."""
+
+
+def user_info(provider, remote, token_response):
+    """FAB's user info (username, email, names, role keys) from the provider."""
+    if provider == AUTHBROKER:
+        response = remote.get('api/v1/user/me/')
+        response.raise_for_status()
+        me = response.json()
+        email, first_name, last_name = me.get('email'), me.get('first_name'), me.get('last_name')
+    elif provider == OIDC:
+        claims = token_response.get('userinfo') or remote.userinfo()
+        email, first_name, last_name = claims.get('email'), claims.get('given_name'), claims.get('family_name')
+    else:
+        raise LoginRefused(f'unknown provider {provider!r}')
+    if not email or not is_allowed(email):
+        # Not logged with the email: the refused person's address is in the page they see.
+        log.warning('SSO login refused: email domain %r is not allowed', email_domain(email or ''))
+        g.setdefault(_REFUSED, email or '(no email)')
+        raise LoginRefused(email)
+    email = email.strip()
+    return {
+        'username': email.lower(),
+        'email': email,
+        'first_name': first_name or '',
+        'last_name': last_name or '',
+        'role_keys': [ADMIN_ROLE_KEY] if email.lower() in admin_emails() else [],
+    }
+
+
+def refused_page(email):
+    body = f"""<!doctype html><html><head><title>Not allowed - data-flow</title></head><body>
+<h1>Not allowed</h1>
+<p id="not-allowed">{html.escape(email)} is not allowed to use data-flow. Only staff whose email belongs
+to an allowed organisation can sign in.</p>
+<p>If you think you should have access, ask the data-flow administrators.</p>
+</body></html>"""
+    response = make_response(body, 403)
+    response.headers['Content-Type'] = 'text/html; charset=utf-8'
+    return response
+
+
+def _security_manager_class():
+    """The security manager named in webserver_config.py. Built on first use: its base
+    classes import the FAB provider, which only the api-server needs."""
+    from flask_appbuilder import expose
+    from airflow.providers.fab.auth_manager.security_manager.override import FabAirflowSecurityManagerOverride
+    from airflow.providers.fab.auth_manager.views.auth_oauth import CustomAuthOAuthView
+
+    class DataflowAuthOAuthView(CustomAuthOAuthView):
+        @expose('/oauth-authorized/<provider>')
+        def oauth_authorized(self, provider):
+            response = super().oauth_authorized(provider)
+            refused = g.pop(_REFUSED, None)
+            if refused is None:
+                return response
+            get_flashed_messages()  # FAB's generic "invalid login": the page below says why
+            session.clear()         # drop the refused person's provider token
+            return refused_page(refused)
+
+    class DataflowSecurityManager(FabAirflowSecurityManagerOverride):
+        authoauthview = DataflowAuthOAuthView
+
+        def get_oauth_user_info(self, provider, resp):
+            return user_info(provider, self.oauth_remotes[provider], resp)
+
+    return DataflowSecurityManager
