@@ -117,3 +117,18 @@ OIDC_CLIENT_SECRET = os.environ.get('OIDC_CLIENT_SECRET', '')
 # The role of a user's first login; the emails (comma-separated) that are made Admin.
 SSO_DEFAULT_ROLE = os.environ.get('SSO_DEFAULT_ROLE', 'Viewer')
 SSO_ADMIN_EMAILS = os.environ.get('SSO_ADMIN_EMAILS', '')
+
+# Cloud Foundry: bound services, the app and the instance (see dataflow/deploy).
+VCAP_SERVICES = os.environ.get('VCAP_SERVICES', '')
+VCAP_APPLICATION = os.environ.get('VCAP_APPLICATION', '')
+CF_INSTANCE_INDEX = os.environ.get('CF_INSTANCE_INDEX', '')
+PORT = os.environ.get('PORT', '')
+# Where workers reach the master's api-server (its execution API), e.g. a Cloud Foundry
+# internal route: http://data-flow.apps.internal:8080.
+DATAFLOW_MASTER_URL = os.environ.get('DATAFLOW_MASTER_URL', '').rstrip('/')
+
+
+def process_environment():
+    """The environment that Airflow's processes are started with; dataflow.deploy adds
+    the settings it derives (from VCAP_SERVICES and the above) to it."""
+    return dict(os.environ)

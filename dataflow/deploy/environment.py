@@ -1,0 +1,163 @@
+"""The environment each deployed process runs with.
+
+Explicit environment variables win over what VCAP_SERVICES gives. Settings from before
+Airflow 3 keep working where Airflow 3 has a direct replacement (with a warning), and
+fail naming the replacement where it has none. The secrets every component must agree on
+are required outside DEBUG, with a clear error at start.
+"""
+
+import json
+import logging
+import os
+import socket
+
+from dataflow import constants
+from dataflow.constants import ConfigurationError
+from dataflow.deploy import vcap
+
+log = logging.getLogger(__name__)
+
+MASTER = 'master'
+WORKER = 'worker'
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# Old name -> Airflow 3 name, copied over (with a warning) when only the old one is set.
+RENAMED = {
+    'AIRFLOW__CORE__SQL_ALCHEMY_CONN': 'AIRFLOW__DATABASE__SQL_ALCHEMY_CONN',
+    'AIRFLOW__WEBSERVER__SECRET_KEY': 'AIRFLOW__API__SECRET_KEY',
+    'AIRFLOW__WEBSERVER__BASE_URL': 'AIRFLOW__API__BASE_URL',
+    'AIRFLOW__CORE__DAG_CONCURRENCY': 'AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG',
+    'AIRFLOW__SCHEDULER__MAX_THREADS': 'AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES',
+}
+# Old names with no direct replacement: refused, saying what to use instead.
+REMOVED = {
+    'AIRFLOW__WEBSERVER__WEB_SERVER_PORT': 'the api-server listens on PORT (AIRFLOW__API__PORT)',
+    'AIRFLOW__WEBSERVER__AUTHENTICATE': 'sign-in is SSO through the FAB auth manager: set SSO_PROVIDER and AUTHBROKER_*',
+    'AIRFLOW__WEBSERVER__AUTH_BACKEND': 'sign-in is SSO through the FAB auth manager: set SSO_PROVIDER and AUTHBROKER_*',
+    'AIRFLOW__API__AUTH_BACKEND': 'sign-in is SSO through the FAB auth manager: set SSO_PROVIDER and AUTHBROKER_*',
+}
+# Every component must agree on these; a component without one makes up its own.
+SHARED_SECRETS = {
+    'AIRFLOW__CORE__FERNET_KEY': 'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"',
+    'AIRFLOW__API_AUTH__JWT_SECRET': 'python -c "import secrets; print(secrets.token_urlsafe(32))"',
+    'AIRFLOW__API__SECRET_KEY': 'python -c "import secrets; print(secrets.token_urlsafe(32))"',
+}
+# What a worker needs of the master's settings; the rest (the metadata database URL, the
+# shared secrets) stays off workers, whose tasks run third-party code.
+WORKER_AIRFLOW_SETTINGS = (
+    'AIRFLOW__CORE__EXECUTOR', 'AIRFLOW__CELERY__BROKER_URL', 'AIRFLOW__CELERY__RESULT_BACKEND',
+    'AIRFLOW__CORE__EXECUTION_API_SERVER_URL',
+)
+SSO = {
+    'AIRFLOW__CORE__AUTH_MANAGER': 'airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager',
+    'AIRFLOW__FAB__CONFIG_FILE': os.path.join(PACKAGE_ROOT, 'dataflow', 'webserver_config.py'),
+    # Cloud Foundry's router terminates TLS and says so in X-Forwarded-Proto/Host.
+    'AIRFLOW__FAB__ENABLE_PROXY_FIX': 'True',
+}
+
+
+def application(raw=None):
+    """VCAP_APPLICATION as a dict ({} outside Cloud Foundry)."""
+    raw = constants.VCAP_APPLICATION if raw is None else raw
+    try:
+        return json.loads(raw) if raw else {}
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f'VCAP_APPLICATION is not JSON: {exc}') from None
+
+
+def hostname():
+    """The name task instances and Celery record for this instance: '<app>-<index>' on
+    Cloud Foundry, whose containers all look alike; the host's name elsewhere.
+    Airflow calls it through [core] hostname_callable."""
+    name = application().get('application_name')
+    if name and constants.CF_INSTANCE_INDEX != '':
+        return f'{name}-{constants.CF_INSTANCE_INDEX}'
+    return socket.getfqdn()
+
+
+def _map_legacy(environ, warnings):
+    for old, new in RENAMED.items():
+        if old not in environ:
+            continue
+        if new in environ and environ[new] != environ[old]:
+            raise ConfigurationError(f'{old} and {new} are both set and differ: keep only {new} (Airflow 3)')
+        warnings.append(f'{old} is from Airflow 2: use {new}')
+        environ[new] = environ.pop(old)
+    for old, instead in REMOVED.items():
+        if old in environ:
+            raise ConfigurationError(f'{old} is not used by Airflow 3: {instead}')
+
+
+def build(role, environ=None):
+    """(environment, warnings) for a master or worker process."""
+    environ = dict(constants.process_environment() if environ is None else environ)
+    warnings = []
+    _map_legacy(environ, warnings)
+    for name, value in vcap.settings(environ.get('VCAP_SERVICES', '')).items():
+        environ.setdefault(name, value)
+
+    environ.setdefault('AIRFLOW__CORE__EXECUTOR', 'CeleryExecutor')
+    environ.setdefault('AIRFLOW__CORE__DAGS_FOLDER', os.path.join(PACKAGE_ROOT, 'dataflow', 'dags'))
+    environ.setdefault('AIRFLOW__CORE__LOAD_EXAMPLES', 'False')
+    environ.setdefault('AIRFLOW__CORE__HOSTNAME_CALLABLE', 'dataflow.deploy.environment.hostname')
+    environ.setdefault('AIRFLOW_HOME', os.path.join(environ.get('HOME', PACKAGE_ROOT), 'airflow'))
+    # Airflow's processes import dataflow from the app's directory.
+    environ['PYTHONPATH'] = os.pathsep.join(p for p in (PACKAGE_ROOT, environ.get('PYTHONPATH')) if p)
+
+    master_url = environ.get('DATAFLOW_MASTER_URL', '').rstrip('/')
+    if role == MASTER:
+        port = environ.get('PORT') or '8080'
+        environ.setdefault('AIRFLOW__API__PORT', port)
+        uris = application(environ.get('VCAP_APPLICATION', '')).get('application_uris')
+        if 'AIRFLOW__API__BASE_URL' not in environ:
+            environ['AIRFLOW__API__BASE_URL'] = f'https://{uris[0]}' if uris else f'http://127.0.0.1:{port}'
+        master_url = master_url or f'http://127.0.0.1:{port}'
+        for name, value in SSO.items():
+            environ.setdefault(name, value)
+    if master_url:
+        environ.setdefault('AIRFLOW__CORE__EXECUTION_API_SERVER_URL', f'{master_url}/execution/')
+
+    missing = [name for name in _required(role) if not environ.get(name)]
+    if missing:
+        raise ConfigurationError(_missing_message(role, missing))
+    if role == WORKER:
+        environ = _trimmed_for_worker(environ)
+    return environ, warnings
+
+
+def _required(role):
+    needed = ['AIRFLOW__CELERY__BROKER_URL', 'AIRFLOW__CELERY__RESULT_BACKEND', 'AIRFLOW_CONN_DATASETS_DB']
+    if role == MASTER:
+        needed.append('AIRFLOW__DATABASE__SQL_ALCHEMY_CONN')
+        if not constants.DEBUG:
+            needed += list(SHARED_SECRETS)
+    else:
+        needed.append('AIRFLOW__CORE__EXECUTION_API_SERVER_URL')
+    return needed
+
+
+def _missing_message(role, missing):
+    lines = [f'the {role} cannot start; these settings are missing:']
+    for name in missing:
+        if name in SHARED_SECRETS:
+            lines.append(f'  {name}: every component must share it; make one with {SHARED_SECRETS[name]}')
+        elif name == 'AIRFLOW__CORE__EXECUTION_API_SERVER_URL':
+            lines.append(f'  {name}: set DATAFLOW_MASTER_URL to the master\'s internal URL '
+                         '(e.g. http://data-flow.apps.internal:8080)')
+        else:
+            lines.append(f'  {name}: bind a PostgreSQL/Redis service, or set it')
+    return '\n'.join(lines)
+
+
+def _trimmed_for_worker(environ):
+    kept = {k: v for k, v in environ.items()
+            if not k.startswith('AIRFLOW__') or k in WORKER_AIRFLOW_SETTINGS or k.startswith(_WORKER_SECTIONS)}
+    for name in ('AIRFLOW__DATABASE__SQL_ALCHEMY_CONN', *SHARED_SECRETS):
+        kept.pop(name, None)
+    return kept
+
+
+# Sections whose settings workers use as they are.
+_WORKER_SECTIONS = ('AIRFLOW__CELERY__', 'AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__', 'AIRFLOW__LOGGING__',
+                    'AIRFLOW__WORKERS__', 'AIRFLOW__CORE__HOSTNAME_CALLABLE', 'AIRFLOW__CORE__DAGS_FOLDER',
+                    'AIRFLOW__CORE__LOAD_EXAMPLES')
