@@ -19,21 +19,13 @@ import time
 import requests
 from cryptography.fernet import Fernet
 
+from dataflow.deploy.environment import AUTH_SETTINGS
+
 log = logging.getLogger(__name__)
 
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DAGS_FOLDER = os.path.join(PACKAGE_DIR, 'dags')
-WEBSERVER_CONFIG = os.path.join(PACKAGE_DIR, 'webserver_config.py')
-LOCAL_AUTH = {
-    # Local mode: every visitor is an admin, no login. For the demo and tests only.
-    'AIRFLOW__CORE__AUTH_MANAGER': 'airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager',
-    'AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS': 'True',
-}
-SSO_AUTH = {
-    # Single sign-on through the FAB auth manager, configured by dataflow/webserver_config.py.
-    'AIRFLOW__CORE__AUTH_MANAGER': 'airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager',
-    'AIRFLOW__FAB__CONFIG_FILE': WEBSERVER_CONFIG,
-}
+
 COMPONENTS = {
     'api-server': ['api-server'],
     'scheduler': ['scheduler', '--skip-serve-logs'],
@@ -74,7 +66,7 @@ class AirflowStack:
             'AIRFLOW__CORE__DAGS_FOLDER': dags_folder,
             'AIRFLOW__CORE__LOAD_EXAMPLES': 'False',
             'AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION': 'False',
-            **{'local': LOCAL_AUTH, 'sso': SSO_AUTH}[auth],
+            **AUTH_SETTINGS[auth],
             'AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL': '5',
             'AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL': '10',
             'AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL': '2',

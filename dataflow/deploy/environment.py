@@ -48,12 +48,20 @@ WORKER_AIRFLOW_SETTINGS = (
     'AIRFLOW__CORE__EXECUTOR', 'AIRFLOW__CELERY__BROKER_URL', 'AIRFLOW__CELERY__RESULT_BACKEND',
     'AIRFLOW__CORE__EXECUTION_API_SERVER_URL',
 )
-SSO = {
-    'AIRFLOW__CORE__AUTH_MANAGER': 'airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager',
-    'AIRFLOW__FAB__CONFIG_FILE': os.path.join(PACKAGE_ROOT, 'dataflow', 'webserver_config.py'),
-    # Cloud Foundry's router terminates TLS and says so in X-Forwarded-Proto/Host.
-    'AIRFLOW__FAB__ENABLE_PROXY_FIX': 'True',
+AUTH_SETTINGS = {
+    # Single sign-on through the FAB auth manager, configured by dataflow/webserver_config.py.
+    'sso': {
+        'AIRFLOW__CORE__AUTH_MANAGER': 'airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager',
+        'AIRFLOW__FAB__CONFIG_FILE': os.path.join(PACKAGE_ROOT, 'dataflow', 'webserver_config.py'),
+    },
+    # No sign-in, every visitor an admin: local development, the demo and tests only.
+    'local': {
+        'AIRFLOW__CORE__AUTH_MANAGER':
+            'airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager',
+        'AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS': 'True',
+    },
 }
+LOCAL_AUTH = 'local'  # SSO_PROVIDER=local: no sign-in, needs DEBUG=true
 
 
 def application(raw=None):
@@ -112,7 +120,7 @@ def build(role, environ=None):
         if 'AIRFLOW__API__BASE_URL' not in environ:
             environ['AIRFLOW__API__BASE_URL'] = f'https://{uris[0]}' if uris else f'http://127.0.0.1:{port}'
         master_url = master_url or f'http://127.0.0.1:{port}'
-        for name, value in SSO.items():
+        for name, value in _auth_settings(environ).items():
             environ.setdefault(name, value)
     if master_url:
         environ.setdefault('AIRFLOW__CORE__EXECUTION_API_SERVER_URL', f'{master_url}/execution/')
@@ -123,6 +131,16 @@ def build(role, environ=None):
     if role == WORKER:
         environ = _trimmed_for_worker(environ)
     return environ, warnings
+
+
+def _auth_settings(environ):
+    if environ.get('SSO_PROVIDER', '').strip().lower() != LOCAL_AUTH:
+        # Cloud Foundry's router terminates TLS and says so in X-Forwarded-Proto/Host.
+        return {**AUTH_SETTINGS['sso'], 'AIRFLOW__FAB__ENABLE_PROXY_FIX': 'True'}
+    if environ.get('DEBUG', '').strip().lower() not in ('1', 'true', 'yes', 'on'):
+        raise ConfigurationError('SSO_PROVIDER=local lets anyone in as an admin: it is for local development '
+                                 'and needs DEBUG=true')
+    return AUTH_SETTINGS['local']
 
 
 def _required(role):

@@ -101,3 +101,11 @@ def test_instances_are_named_by_app_and_index(monkeypatch):
     assert environment.hostname() == 'data-flow-worker-1'
     monkeypatch.setattr('dataflow.constants.CF_INSTANCE_INDEX', '')
     assert environment.hostname() != 'data-flow-worker-'
+
+
+def test_local_mode_needs_debug():
+    with pytest.raises(ConfigurationError, match='SSO_PROVIDER=local lets anyone in as an admin.*needs DEBUG=true'):
+        environment.build('master', {**BOUND, **SECRETS, 'SSO_PROVIDER': 'local'})
+    env, _ = environment.build('master', {**BOUND, **SECRETS, 'SSO_PROVIDER': 'local', 'DEBUG': 'true'})
+    assert env['AIRFLOW__CORE__AUTH_MANAGER'].endswith('SimpleAuthManager')
+    assert 'AIRFLOW__FAB__CONFIG_FILE' not in env

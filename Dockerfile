@@ -1,0 +1,19 @@
+# data-flow: one image for every component (see docker-compose.yml).
+FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+
+# Exactly the versions in uv.lock (requirements.txt is exported from it, with hashes).
+COPY requirements.txt .
+RUN pip install --require-hashes -r requirements.txt
+
+COPY dataflow ./dataflow
+COPY Procfile-master Procfile-worker ./
+
+RUN useradd --create-home dataflow
+USER dataflow
+ENV HOME=/home/dataflow
+EXPOSE 8080 5555 8100
+
+CMD ["python", "-m", "dataflow.deploy", "master"]
