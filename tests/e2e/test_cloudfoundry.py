@@ -38,6 +38,17 @@ class App:
             self.process = subprocess.Popen([HONCHO, '-f', procfile, 'start'], cwd=ROOT, env=env, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
 
+    def wait_for_log(self, text, timeout=120):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f'{self.name} exited:\n{self.log_tail()}')
+            with open(self.log_path, errors='replace') as log:
+                if text in log.read():
+                    return
+            time.sleep(0.5)
+        pytest.fail(f'{self.name} did not log {text!r} in {timeout} s:\n{self.log_tail()}')
+
     def log_tail(self):
         with open(self.log_path, errors='replace') as log:
             return log.read()[-4000:]
@@ -108,11 +119,11 @@ def cloud_foundry(pg_admin_dsn, tmp_path_factory):
                     AIRFLOW__CELERY__WORKER_CONCURRENCY='2',
                     AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(services.free_port()),
                 ), home))
+            for index, worker in enumerate(apps[1:]):
+                # Both must be taking tasks before the run starts, or one takes them all.
+                worker.wait_for_log(f'celery@data-flow-worker-{index} ready')
             password = secrets.token_urlsafe(16)
-            subprocess.run([sys.executable, '-m', 'dataflow.deploy', 'airflow', 'users', 'create', '--username',
-                            'operator', '--password', password, '--role', 'Admin', '--email', 'operator@trade.gov.uk',
-                            '--firstname', 'Op', '--lastname', 'Erator'],
-                           cwd=ROOT, env=master_env, check=True, capture_output=True, timeout=120)
+            create_operator(master_env, password)
             api = AirflowApi(f'http://127.0.0.1:{master_port}', 'operator', password)
             yield api, apps, source, dsn
         finally:
@@ -121,6 +132,22 @@ def cloud_foundry(pg_admin_dsn, tmp_path_factory):
             client = __import__('redis').Redis.from_url(redis_url)
             for key in client.scan_iter(match=prefix + '*'):
                 client.delete(key)
+
+
+def create_operator(master_env, password, timeout=120):
+    """An Admin database user for the REST API. The api-server creates FAB's roles as it
+    starts, which can finish after it first reports healthy: try until the role exists."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = subprocess.run(
+            [sys.executable, '-m', 'dataflow.deploy', 'airflow', 'users', 'create', '--username', 'operator',
+             '--password', password, '--role', 'Admin', '--email', 'operator@trade.gov.uk', '--firstname', 'Op',
+             '--lastname', 'Erator'], cwd=ROOT, env=master_env, capture_output=True, text=True, timeout=120)
+        if result.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f'could not create the operator user:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}')
+        time.sleep(2)
 
 
 def wait_healthy(port, app, timeout=180):
