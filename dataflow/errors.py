@@ -40,3 +40,9 @@ class RecordError(DataflowError):
 
 class SwapError(DataflowError):
     """The staging table could not be swapped in; the target is unchanged."""
+
+
+def naming_pipeline(pipeline, error):
+    """The error's message, led by the pipeline's name (once)."""
+    message = str(error)
+    return message if message.startswith(f'{pipeline}:') else f'{pipeline}: {message}'

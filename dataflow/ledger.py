@@ -3,6 +3,8 @@
 `runs` has one row per run attempt (see handoff.run_key): its staging table, what fetch
 reports (state, page and row counts, error), and when the swap happened. `pages` has one
 row per fetched page: its URL, the Variable holding it, and whether it is loaded.
+`load_history` has one row per swap, for analysts: which table, rows before and after,
+the run, when it started and ended, and the source it came from.
 
 Ingest tasks claim a page with SELECT ... FOR UPDATE SKIP LOCKED and mark it loaded in the
 same transaction as its COPY, so a page is loaded exactly once: if a task dies mid-page
@@ -53,6 +55,18 @@ CREATE TABLE IF NOT EXISTS dataflow.pages (
     loaded_by text,
     PRIMARY KEY (run_key, page_number)
 );
+CREATE TABLE IF NOT EXISTS dataflow.load_history (
+    id bigserial PRIMARY KEY,
+    table_name text NOT NULL,
+    pipeline text NOT NULL,
+    run_key text NOT NULL,
+    rows_before bigint,
+    rows_after bigint NOT NULL,
+    source_url text NOT NULL,
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS load_history_table_finished ON dataflow.load_history (table_name, finished_at DESC);
 """
 # Concurrent CREATE ... IF NOT EXISTS can still collide in the catalog; serialise them.
 _DDL_LOCK = 0x64617461666c6f77  # 'dataflow'
@@ -225,6 +239,31 @@ def variable_keys(conn, run_key):
 def mark_swapped(cursor, run_key):
     """Inside the swap's transaction, so the record and the swap commit together."""
     cursor.execute('UPDATE dataflow.runs SET swapped_at = now() WHERE run_key = %s', (run_key,))
+
+
+def record_load(cursor, run_key, rows_before, rows_after, source_url):
+    """Inside the swap's transaction: the load history row of this swap."""
+    cursor.execute(
+        """
+        INSERT INTO dataflow.load_history (table_name, pipeline, run_key, rows_before, rows_after, source_url, started_at)
+        SELECT target_table, pipeline, run_key, %s, %s, %s, created_at FROM dataflow.runs WHERE run_key = %s
+        """,
+        (rows_before, rows_after, source_url, run_key),
+    )
+
+
+def last_loads(conn):
+    """{table name: (finished_at, rows_after)} of each table's latest load."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT DISTINCT ON (table_name) table_name, finished_at, rows_after
+            FROM dataflow.load_history ORDER BY table_name, finished_at DESC
+            """
+        )
+        loads = {row[0]: row[1:] for row in cursor.fetchall()}
+    conn.commit()
+    return loads
 
 
 def finish_run(conn, run_key):

@@ -38,6 +38,15 @@ class Column:
         return tuple(self.source_field.split('__'))
 
 
+# Quality gates, checked before a new table replaces the old one (class attributes):
+#   min_rows_ratio  the new table must have at least this share of the old one's rows
+#                   (None: no check);
+#   all_null_columns  what a column with only NULLs does: 'warn', 'fail' or 'ignore'.
+DEFAULT_MIN_ROWS_RATIO = 0.9
+DEFAULT_ALL_NULL_COLUMNS = 'warn'
+ALL_NULL_ACTIONS = ('warn', 'fail', 'ignore')
+
+
 @dataclass(frozen=True)
 class DatasetPipelineSpec:
     name: str
@@ -49,6 +58,8 @@ class DatasetPipelineSpec:
     schedule: object
     columns: tuple
     pipeline_class: type = field(repr=False, compare=False)
+    min_rows_ratio: float | None = DEFAULT_MIN_ROWS_RATIO
+    all_null_columns: str = DEFAULT_ALL_NULL_COLUMNS
 
     @property
     def primary_key(self):
@@ -171,8 +182,17 @@ def dataset_pipeline_spec(cls):
 
     schedule = _check_schedule(problems, getattr(cls, 'schedule_interval', None))
     columns = _check_field_mapping(problems, cls.field_mapping)
+    min_rows_ratio = getattr(cls, 'min_rows_ratio', DEFAULT_MIN_ROWS_RATIO)
+    if min_rows_ratio is not None and (isinstance(min_rows_ratio, bool) or not isinstance(min_rows_ratio, (int, float))
+                                       or not 0 <= min_rows_ratio <= 1):
+        problems.add('min_rows_ratio', f'must be a number from 0 to 1, or None; got {min_rows_ratio!r}')
+    all_null_columns = getattr(cls, 'all_null_columns', DEFAULT_ALL_NULL_COLUMNS)
+    if all_null_columns not in ALL_NULL_ACTIONS:
+        problems.add('all_null_columns', f'must be one of {", ".join(ALL_NULL_ACTIONS)}; got {all_null_columns!r}')
     problems.raise_if_any()
     return DatasetPipelineSpec(
+        min_rows_ratio=min_rows_ratio,
+        all_null_columns=all_null_columns,
         name=cls.__name__,
         table_name=table_name,
         source_url=source_url,

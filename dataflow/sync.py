@@ -6,8 +6,8 @@ import logging
 import time
 from dataclasses import dataclass
 
-from dataflow import tables
-from dataflow.errors import DataflowError
+from dataflow import quality, tables
+from dataflow.errors import DataflowError, naming_pipeline
 from dataflow.records import RecordRenderer
 
 log = logging.getLogger(__name__)
@@ -19,7 +19,7 @@ class PipelineRunError(DataflowError):
     def __init__(self, pipeline, cause):
         self.pipeline = pipeline
         self.cause = cause
-        super().__init__(f'{pipeline}: {cause}')
+        super().__init__(naming_pipeline(pipeline, cause))
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ def sync(spec, client, conn, run_id):
                 rows += tables.copy_page(cursor, staging, renderer, page.results, page.url)
                 pages += 1
         conn.commit()
+        quality.check(conn, spec, staging)
         swap = tables.swap(conn, staging, spec.table_name)
     except DataflowError as exc:
         _drop_quietly(conn, staging)

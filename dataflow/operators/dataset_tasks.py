@@ -13,8 +13,9 @@ import socket
 import time
 from dataclasses import dataclass
 
-from dataflow import constants, handoff, ledger, tables
-from dataflow.errors import DataflowError
+from dataflow import constants, handoff, ledger, quality, tables
+from dataflow.errors import DataflowError, RecordError, naming_pipeline
+from dataflow.quality import QualityGateFailed
 from dataflow.hooks import datasets_db
 from dataflow.hooks.hawk import HawkClient
 from dataflow.records import RecordRenderer
@@ -147,7 +148,8 @@ def fetch(spec, run, client=None, store=None):
                          spec.name, page_number - 1, len(page.results), page.body_bytes // 1024,
                          len(value) // 1024, rows, _rate(rows - resume.rows, elapsed))
         except Exception as exc:
-            state = ledger.FETCH_FAILED if run.last_try else ledger.FETCH_RETRYING
+            final = run.last_try or isinstance(exc, NOT_RETRYABLE)
+            state = ledger.FETCH_FAILED if final else ledger.FETCH_RETRYING
             ledger.set_fetch_state(conn, run.run_key, state, error=f'{type(exc).__name__}: {exc}'[:2000])
             raise
         ledger.set_fetch_state(conn, run.run_key, ledger.FETCH_DONE, pages=pages, rows=rows)
@@ -159,6 +161,10 @@ def fetch(spec, run, client=None, store=None):
              stored_bytes // 1024)
     return {'pages': pages, 'rows': rows, 'seconds': round(seconds, 3),
             'source_bytes': body_bytes, 'stored_bytes': stored_bytes}
+
+
+# Failures that another try cannot mend: the run fails at once, naming what was wrong.
+NOT_RETRYABLE = (RecordError, QualityGateFailed)
 
 
 class Reschedule(Exception):
@@ -237,19 +243,23 @@ def swap(spec, run):
             raise RunNotSwapped(
                 f'{spec.name}: {loaded} of {state.pages} pages loaded ({counts}); not swapping'
             )
-        staged_rows = tables.row_count(conn, state.staging_table)
-        conn.commit()
-        if staged_rows != state.rows:
-            raise RunNotSwapped(f'{spec.name}: staging has {staged_rows} rows, fetch stored {state.rows}')
-        result = tables.swap(conn, state.staging_table, spec.table_name,
-                             before_commit=lambda cursor: ledger.mark_swapped(cursor, run.run_key))
+        gates = quality.check(conn, spec, state.staging_table)
+        if gates.rows_after != state.rows:
+            raise RunNotSwapped(f'{spec.name}: staging has {gates.rows_after} rows, fetch stored {state.rows}')
+
+        def record(cursor):
+            ledger.mark_swapped(cursor, run.run_key)
+            ledger.record_load(cursor, run.run_key, gates.rows_before, gates.rows_after, spec.source_url)
+
+        result = tables.swap(conn, state.staging_table, spec.table_name, before_commit=record)
     finally:
         conn.close()
     log.info('%s: swapped in %s: %s -> %d rows; readers were locked out for %.1f ms; views re-pointed: %s',
              spec.name, spec.table_name, 'no table' if result.rows_before is None else result.rows_before,
              result.rows_after, result.lock_seconds * 1000, ', '.join(result.views_repointed) or 'none')
     return {'table': spec.table_name, 'rows_before': result.rows_before, 'rows_after': result.rows_after,
-            'lock_ms': round(result.lock_seconds * 1000, 1), 'views_repointed': list(result.views_repointed)}
+            'lock_ms': round(result.lock_seconds * 1000, 1), 'views_repointed': list(result.views_repointed),
+            'warnings': list(gates.warnings)}
 
 
 def cleanup(spec, run, store=None):
@@ -280,6 +290,12 @@ def cleanup(spec, run, store=None):
 RESCHEDULE_AFTER = datetime.timedelta(seconds=5)
 
 
+class PipelineTaskError(DataflowError):
+    """A task failed; the message names the pipeline, and the page, record and field
+    where they apply."""
+
+
+
 def airflow_callable(task_function, spec):
     """`task_function(spec, run)` as a PythonOperator callable: reads the run from Airflow's
     context and turns data-flow's outcomes into Airflow's (reschedule, fail without retry)."""
@@ -294,6 +310,11 @@ def airflow_callable(task_function, spec):
         except (FetchFailed, RunNotSwapped) as exc:
             # Retrying cannot help: the cause is another task's failure.
             raise AirflowFailException(str(exc)) from None
+        except NOT_RETRYABLE as exc:
+            raise AirflowFailException(naming_pipeline(spec.name, exc)) from None
+        except DataflowError as exc:
+            # Retried by Airflow (TASK_RETRIES); the message names the pipeline either way.
+            raise PipelineTaskError(naming_pipeline(spec.name, exc)) from exc
 
     run_task.__name__ = task_function.__name__
     return run_task

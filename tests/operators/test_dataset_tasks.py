@@ -102,6 +102,11 @@ def test_concurrent_ingest_loads_every_page_exactly_once(spec, source, datasets_
         assert cursor.fetchone() == (0,)
         cursor.execute('SELECT swapped_at IS NOT NULL, finished_at IS NOT NULL, pages, rows FROM dataflow.runs')
         assert cursor.fetchall() == [(True, True, 21, 2050)]
+        cursor.execute('SELECT h.table_name, h.pipeline, h.rows_before, h.rows_after, h.source_url, '
+                       'h.started_at = r.created_at, h.finished_at >= h.started_at '
+                       'FROM dataflow.load_history h JOIN dataflow.runs r USING (run_key)')
+        assert cursor.fetchall() == [('omis_dataset', 'OMISDatasetPipeline', None, 2050, spec.source_url, True, True)]
+    datasets_conn.commit()
 
 
 def test_a_second_run_replaces_the_table(spec, source, datasets_conn):
@@ -233,6 +238,19 @@ def test_fetch_fails_on_a_bad_record_before_storing_its_page(spec, source, datas
     assert len(store.values) == 1  # page 0 only
     state = ledger.get_run(datasets_conn, run.run_key)
     assert state.fetch_state == ledger.FETCH_FAILED and 'company__name' in state.fetch_error
+
+
+def test_a_bad_record_fails_fetch_for_good_even_with_tries_left(spec, source, datasets_conn):
+    broken = omis_record(3)
+    broken['company__name'] = None
+    source.put(broken)
+    store, run = DictPageStore(), run_context(try_number=1, max_tries=3)
+    tasks.create_target_table(spec, run)
+    with pytest.raises(RecordError):
+        tasks.fetch(spec, run, client(), store)
+    assert ledger.get_run(datasets_conn, run.run_key).fetch_state == ledger.FETCH_FAILED
+    with pytest.raises(tasks.FetchFailed):
+        tasks.ingest(spec, run, store)
 
 
 def test_a_value_postgresql_refuses_is_named_by_page_and_record(spec, source, datasets_conn):
