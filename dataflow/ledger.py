@@ -253,8 +253,12 @@ def record_load(cursor, run_key, rows_before, rows_after, source_url):
 
 
 def last_loads(conn):
-    """{table name: (finished_at, rows_after)} of each table's latest load."""
+    """{table name: (finished_at, rows_after)} of each table's latest load ({} before any)."""
     with conn.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('dataflow.load_history') IS NOT NULL")
+        if not cursor.fetchone()[0]:
+            conn.commit()
+            return {}
         cursor.execute(
             """
             SELECT DISTINCT ON (table_name) table_name, finished_at, rows_after

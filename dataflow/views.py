@@ -120,6 +120,11 @@ def view_query(spec, where):
     return query
 
 
+def create_view_statement(name, spec, where):
+    """CREATE VIEW statement of `spec`'s view `name` (for checks; create_view replaces)."""
+    return sql.SQL('CREATE VIEW {} AS {}').format(sql.Identifier(tables.DEFAULT_SCHEMA, name), view_query(spec, where))
+
+
 def create_view(conn, spec, name, where):
     """Create or replace view `name` for one run, in one transaction (committed).
 
