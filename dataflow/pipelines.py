@@ -254,6 +254,9 @@ VIEW_NAME_SUFFIX_BYTES = len('_YYYY_MM_DD_HHMM')
 class ViewField:
     expression: str     # SQL over the dataset table's columns, e.g. 'subtotal::numeric/100'
     alias: str | None   # the view's column name; None keeps the dataset column's name
+    # True: `expression` is a dataset column's name, to quote as an identifier, never
+    # to splice in as SQL (fields = True).
+    is_column: bool = False
 
 
 @dataclass(frozen=True)
@@ -301,7 +304,7 @@ def view_pipeline_spec(cls):
     fields = ()
     if cls.fields is True:
         if dataset is not None:
-            fields = tuple(ViewField(column.name, None) for column in dataset.columns)
+            fields = tuple(ViewField(column.name, None, is_column=True) for column in dataset.columns)
     elif isinstance(cls.fields, (list, tuple)) and cls.fields:
         fields, aliases = [], {}
         for index, entry in enumerate(cls.fields):

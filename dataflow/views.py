@@ -107,12 +107,14 @@ def view_name_for(spec, logical_date):
 
 
 def view_query(spec, where):
-    columns = sql.SQL(', ').join(
-        # Each expression was parsed as exactly one SQL expression when the class was loaded.
-        sql.SQL(f.expression) if f.alias is None else sql.SQL('{} AS {}').format(sql.SQL(f.expression),
-                                                                                   sql.Identifier(f.alias))
-        for f in spec.fields
-    )
+    def column(field):
+        if field.is_column:
+            return sql.Identifier(field.expression)
+        # Parsed as exactly one SQL expression when the class was loaded.
+        expression = sql.SQL(field.expression)
+        return expression if field.alias is None else sql.SQL('{} AS {}').format(expression, sql.Identifier(field.alias))
+
+    columns = sql.SQL(', ').join(column(f) for f in spec.fields)
     query = sql.SQL('SELECT {} FROM {}').format(columns, sql.Identifier(tables.DEFAULT_SCHEMA, spec.dataset.table_name))
     if where:
         # Parsed as exactly one condition after rendering (render_where_clause).

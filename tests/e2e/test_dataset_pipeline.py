@@ -6,7 +6,7 @@ import re
 
 from dataflow.demo.omis_records import omis_record
 from dataflow.handoff import PAGE_KEY_PREFIX
-from tests.e2e.conftest import INGEST_TASK_CONCURRENCY, PAGE_SIZE
+from tests.e2e.conftest import INGEST_TASK_CONCURRENCY, PAGE_SIZE, files_containing
 
 DAG_ID = 'OMISDatasetPipeline'
 COLUMNS = ('omis_order_reference', 'company_name', 'dit_team', 'subtotal', 'uk_region', 'market', 'sector',
@@ -107,3 +107,14 @@ def test_task_logs_show_progress(fresh_target):
     assert re.search(r'loaded page \d \(100 rows\); \d+ rows by this task, [\d,]+/s', ingest_logs)
     swap_log = str(stack.api.task_log(DAG_ID, run_id, 'swap'))
     assert 'swapped in omis_dataset: no table -> 300 rows' in swap_log
+
+
+def test_no_log_holds_the_hawk_key(fresh_target):
+    stack = fresh_target
+    stack.source.put(*(omis_record(i) for i in range(250)))
+    stack.source.fail_next(1, 503)  # a retry, so retry logging is in the logs too
+    run_id, run = stack.run_dag(DAG_ID)
+    assert run['state'] == 'success'
+    assert 'retrying' in str(stack.api.task_log(DAG_ID, run_id, 'fetch'))
+    leaks, read = files_containing(stack.airflow.home, stack.hawk_key)
+    assert read > 10 and leaks == []

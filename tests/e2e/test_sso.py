@@ -14,6 +14,7 @@ from playwright.sync_api import sync_playwright
 
 from dataflow.demo import services
 from dataflow.demo.airflow_stack import AirflowStack
+from tests.e2e.conftest import files_containing
 from tests.sso.provider_process import SSOUser, StaffSSOProvider
 
 CLIENT_ID = 'data-flow-e2e'
@@ -28,8 +29,9 @@ CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-
 
 
 class SSOStack:
-    def __init__(self, airflow, provider, metadata_dsn):
+    def __init__(self, airflow, provider, metadata_dsn, client_secret):
         self.airflow, self.provider, self.metadata_dsn = airflow, provider, metadata_dsn
+        self.client_secret = client_secret
         self.base_url = airflow.base_url
 
     def users(self):
@@ -80,7 +82,7 @@ def sso(pg_admin_dsn, tmp_path_factory):
             },
         )
         with airflow:
-            yield SSOStack(airflow, provider, metadata_dsn)
+            yield SSOStack(airflow, provider, metadata_dsn, secret)
 
 
 @pytest.fixture(scope='module')
@@ -206,3 +208,13 @@ def test_openid_connect_mode_signs_in_with_the_same_rules(sso, browser):
         page.wait_for_url(f'{sso.base_url}/auth/oauth-authorized/oidc**')
         assert 'is not allowed to use data-flow' in page.inner_text('#not-allowed')
     assert MALLORY.email not in sso.users()
+
+
+def test_no_log_holds_the_client_secret_or_a_password(sso):
+    # Runs after the sign-ins above: every log the api-server and the provider wrote.
+    secrets_ = (sso.client_secret, *(user.password for user in (ALICE, BOSS, MALLORY, TRICKSTER, TAMPERER)))
+    leaks, read = files_containing(sso.airflow.home, *secrets_)
+    with open(sso.provider.log_path, 'rb') as log:
+        provider_log = log.read()
+    assert read > 0 and leaks == []
+    assert provider_log and not [s for s in secrets_ if s.encode() in provider_log]
