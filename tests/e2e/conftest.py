@@ -65,6 +65,7 @@ def stack(pg_admin_dsn, tmp_path_factory):
                 'SOURCE_BACKOFF_BASE': '0.2',
                 'SOURCE_BACKOFF_MAX': '1',
                 'SOURCE_MAX_ATTEMPTS': '3',
+                'SOURCE_READ_TIMEOUT': '2',
             },
         )
         try:

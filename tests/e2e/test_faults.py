@@ -1,0 +1,178 @@
+"""Faults, end to end through the scheduler and Celery worker, against a source that
+misbehaves on demand. Every case checks that the target is wholly the old table or
+wholly the new one, that no page Variable or staging table is left, and that a failure
+names the pipeline and the page (and the record and field, where they apply)."""
+
+import signal
+import time
+
+import psutil
+import pytest
+
+from dataflow.demo.omis_records import omis_record
+from dataflow.demo.source_api import FORGED, MALFORMED_JSON, SLOW, UNSIGNED
+from tests.e2e.test_dataset_pipeline import DAG_ID, expected_row, leftovers, target_rows
+
+OLD, NEW = range(0, 250), range(1000, 1300)   # 3 pages, then 3 pages of other records
+
+
+def load_old_table(stack):
+    stack.source.put(*(omis_record(i) for i in OLD))
+    _, run = stack.run_dag(DAG_ID)
+    assert run['state'] == 'success'
+    stack.source.reset()
+    stack.source.put(*(omis_record(i) for i in NEW))
+    return target_rows(stack)
+
+
+def new_rows(stack):
+    return sorted(expected_row(r) for r in stack.source.records())
+
+
+def task_logs(stack, run_id, task_id):
+    """The text of every try's log of a task."""
+    [instance] = [ti for ti in stack.api.task_instances(DAG_ID, run_id) if ti['task_id'] == task_id]
+    return '\n'.join(str(stack.api.task_log(DAG_ID, run_id, task_id, n)) for n in range(1, instance['try_number'] + 1))
+
+
+def assert_failed_and_untouched(stack, run, run_id, old, task_id, *message_parts):
+    states = stack.api.task_states(DAG_ID, run_id)
+    assert run['state'] == 'failed', states
+    assert target_rows(stack) == old
+    assert leftovers(stack) == ([], [])
+    logged = task_logs(stack, run_id, task_id)
+    for part in ('OMISDatasetPipeline: ', *message_parts):
+        assert part in logged, (part, logged[-3000:])
+
+
+def test_a_page_that_answers_500_twice_then_200_loads_exactly(fresh_target):
+    stack = fresh_target
+    load_old_table(stack)
+    stack.source.fail_next(1, 500, 500)
+    run_id, run = stack.run_dag(DAG_ID)
+    assert run['state'] == 'success'
+    assert target_rows(stack) == new_rows(stack) and leftovers(stack) == ([], [])
+    assert stack.source.requests[1] == 3
+
+
+@pytest.mark.parametrize('fault, message', [
+    (500, 'gave up after 3 attempts: HTTP 500'),
+    (UNSIGNED, 'response is not signed: no Server-Authorization header'),
+    (FORGED, 'response signature rejected (MisComputedContentHash)'),
+    (MALFORMED_JSON, 'response is not valid JSON'),
+    ((SLOW, 3), 'gave up after 3 attempts: timed out (connect 10.0 s, read 2.0 s)'),
+], ids=['500-until-retries-are-spent', 'unsigned', 'forged-signature', 'malformed-json', 'slower-than-timeout'])
+def test_a_misbehaving_page_fails_the_run_and_leaves_the_old_table(fresh_target, fault, message):
+    stack = fresh_target
+    old = load_old_table(stack)
+    stack.source.fail_next(1, *[fault] * 40)  # more than every attempt of every try
+    run_id, run = stack.run_dag(DAG_ID, timeout=600)
+    page_url = f'{stack.source.dataset_url}?page=1'
+    assert_failed_and_untouched(stack, run, run_id, old, 'fetch', f'page {page_url}: {message}')
+
+
+def test_a_record_missing_a_not_null_field_fails_naming_page_record_and_field(fresh_target):
+    stack = fresh_target
+    old = load_old_table(stack)
+    broken = omis_record(1150)
+    del broken['company__name']
+    stack.source.put(broken)
+    run_id, run = stack.run_dag(DAG_ID)
+    assert_failed_and_untouched(
+        stack, run, run_id, old, 'fetch',
+        f"page {stack.source.dataset_url}?page=1: record {broken['reference']!r}: field company__name "
+        '(column company_name): is missing, but its column is NOT NULL')
+    [fetch] = [ti for ti in stack.api.task_instances(DAG_ID, run_id) if ti['task_id'] == 'fetch']
+    assert fetch['try_number'] == 1  # bad data is not retried
+
+
+# -- killed mid-page -------------------------------------------------------------------------
+
+def staging_table_of(stack, run_id, timeout=60):
+    deadline = time.monotonic() + timeout
+    conn = stack.connect()
+    conn.autocommit = True
+    try:
+        while time.monotonic() < deadline:
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT to_regclass('dataflow.runs') IS NOT NULL")
+                if cursor.fetchone()[0]:
+                    cursor.execute('SELECT staging_table FROM dataflow.runs WHERE run_key LIKE %s',
+                                   (f'{DAG_ID}/{run_id}#%',))
+                    row = cursor.fetchone()
+                    if row:
+                        cursor.execute('SELECT to_regclass(%s) IS NOT NULL', (f'public."{row[0]}"',))
+                        if cursor.fetchone()[0]:
+                            return row[0]
+            time.sleep(0.2)
+    finally:
+        conn.close()
+    pytest.fail('the run never created its staging table')
+
+
+def copy_blocked_on(stack, timeout=60):
+    """(backend pid, client port) of an ingest task's COPY waiting for our lock."""
+    conn = stack.connect()
+    conn.autocommit = True  # pg_stat_activity is one snapshot per transaction: look afresh each time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT pid, client_port FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                           "AND query LIKE 'COPY %%' AND pid <> pg_backend_pid()")
+            row = cursor.fetchone()
+        if row:
+            conn.close()
+            return row
+        time.sleep(0.2)
+    conn.close()
+    pytest.fail('no ingest task reached its COPY')
+
+
+def process_with_client_port(port):
+    for connection in psutil.net_connections(kind='tcp'):
+        if connection.laddr and connection.laddr.port == port and connection.pid:
+            return psutil.Process(connection.pid)
+    pytest.fail(f'no process has a connection from port {port}')
+
+
+@pytest.mark.parametrize('how', ['sigkill-the-task-process', 'pg-terminate-backend'])
+def test_an_ingest_task_dying_mid_page_is_retried_and_every_row_loads_once(fresh_target, how):
+    stack = fresh_target
+    load_old_table(stack)
+    run_id = f'test-{how}-{int(time.time())}'
+    stack.api.trigger(DAG_ID, run_id=run_id)
+    staging = staging_table_of(stack, run_id)
+    blocker = stack.connect()
+    with blocker.cursor() as cursor:  # every COPY into the staging table now waits mid-page
+        cursor.execute(f'LOCK TABLE public."{staging}" IN ACCESS EXCLUSIVE MODE')
+    backend, client_port = copy_blocked_on(stack)
+    if how == 'sigkill-the-task-process':
+        process_with_client_port(client_port).send_signal(signal.SIGKILL)
+    else:
+        terminator = stack.connect()
+        terminator.autocommit = True
+        with terminator.cursor() as cursor:
+            cursor.execute('SELECT pg_terminate_backend(%s)', (backend,))
+        terminator.close()
+    time.sleep(1)
+    blocker.rollback()  # the lock goes; the other tasks, and the retry, carry on
+    blocker.close()
+
+    run = stack.api.wait_run(DAG_ID, run_id, timeout=300)
+    instances = stack.api.task_instances(DAG_ID, run_id)
+    assert run['state'] == 'success', {ti['task_id']: ti['state'] for ti in instances}
+    assert any(ti['task_id'].startswith('ingest-') and ti['try_number'] > 1 for ti in instances), instances
+    assert target_rows(stack) == new_rows(stack)  # every row, once (and the primary key forbids twice)
+    assert leftovers(stack) == ([], [])
+
+
+def test_two_runs_triggered_at_once_do_not_interleave(fresh_target):
+    stack = fresh_target
+    stack.source.put(*(omis_record(i) for i in NEW))
+    first, second = f'at-once-1-{int(time.time())}', f'at-once-2-{int(time.time())}'
+    stack.api.trigger(DAG_ID, run_id=first)
+    stack.api.trigger(DAG_ID, run_id=second)
+    runs = [stack.api.wait_run(DAG_ID, run_id, timeout=300) for run_id in (first, second)]
+    assert [r['state'] for r in runs] == ['success', 'success']
+    assert runs[0]['end_date'] <= runs[1]['start_date'], runs
+    assert target_rows(stack) == new_rows(stack) and leftovers(stack) == ([], [])
