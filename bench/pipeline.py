@@ -1,20 +1,36 @@
-"""The dataset pipeline on a real Airflow stack (scheduler, Celery worker, api-server):
-wall time from trigger to swap, and the Variable hand-off with data-flow's page encoding
-against plain JSON.
+"""The dataset pipeline on a real Airflow stack (api-server, scheduler, dag-processor,
+Celery worker), against a single-process baseline measured in the same run.
 
-    .venv/bin/python bench/pipeline.py --rows 1000 100000
+    .venv/bin/python bench/pipeline.py --rows 100000 1000000
+    .venv/bin/python bench/pipeline.py --rows 1000 --handoff      # + Variable hand-off vs plain JSON
+
+For each N it serves N OMIS-shaped rows (about 900 bytes of JSON each, with nulls,
+timestamps, unicode) from the Hawk demo source in a process of its own, then:
+- the baseline: one process fetching every page with the same Hawk checks and COPYing it
+  into a table (dataflow.sync);
+- the pipeline: triggers OMISDatasetPipeline and reads its tasks' summaries.
+It prints rows/s end to end (trigger to swapped) and as a ratio to the baseline, the time
+of each stage, the peak RSS of the fetch and ingest task processes, and how long the swap
+held its lock.
 """
 
 import argparse
+import collections
 import datetime
 import json
 import logging
+import multiprocessing
 import os
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+
+import psutil
+import psycopg2
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -22,94 +38,221 @@ from dataflow.demo import services  # noqa: E402
 from dataflow.demo.airflow_stack import AirflowStack  # noqa: E402
 from dataflow.demo.omis_records import omis_record  # noqa: E402
 from dataflow.demo.source_api import DemoSource  # noqa: E402
+from dataflow.hooks.hawk import HawkClient  # noqa: E402
+from dataflow.meta.datasets_flow import OMISDatasetPipeline  # noqa: E402
+from dataflow.pipelines import dataset_pipeline_spec  # noqa: E402
+from dataflow.sync import sync  # noqa: E402
 
 DAG_ID = 'OMISDatasetPipeline'
+HAWK_ID = 'bench'
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def serve(hawk_key, rows, page_size, port, ready):
+    source = DemoSource(HAWK_ID, hawk_key, page_size=page_size, port=port)
+    source.put(*(omis_record(i) for i in range(rows)))
+    ready.put(source.url)
+    source._server.serve_forever()
+
+
+class Source:
+    """The demo source in a process of its own, so that it does not share a GIL with
+    whatever it is measured against."""
+
+    def __init__(self, hawk_key, rows, page_size, port):
+        ready = multiprocessing.Queue()
+        self.process = multiprocessing.Process(target=serve, args=(hawk_key, rows, page_size, port, ready), daemon=True)
+        self.process.start()
+        self.url = ready.get(timeout=1200)
+
+    def stop(self):
+        self.process.terminate()
+        self.process.join()
 
 
 def _time(value):
     return datetime.datetime.fromisoformat(value.replace('Z', '+00:00'))
 
 
-def run_once(stack, rows):
+class TaskProfiler(threading.Thread):
+    """py-spy on every task process the Celery worker starts (titled 'airflow worker --
+    <task instance id>'), each into <directory>/<task instance id>.txt."""
+
+    def __init__(self, worker_pid, directory):
+        super().__init__(daemon=True)
+        self.worker_pid, self.directory = worker_pid, directory
+        self.done, self.seen, self.spies = threading.Event(), set(), []
+        os.makedirs(directory, exist_ok=True)
+
+    def run(self):
+        while not self.done.is_set():
+            for process in psutil.Process(self.worker_pid).children(recursive=True):
+                try:
+                    title = ' '.join(process.cmdline())
+                except psutil.Error:
+                    continue
+                if title.startswith('airflow worker -- ') and process.pid not in self.seen:
+                    self.seen.add(process.pid)
+                    ti_id = title.split()[-1]
+                    self.spies.append(subprocess.Popen(
+                        [os.path.join(os.path.dirname(sys.executable), 'py-spy'), 'record', '--pid', str(process.pid),
+                         '--format', 'raw', '--rate', '100', '--nonblocking',
+                         '--output', os.path.join(self.directory, f'{ti_id}.txt')],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            time.sleep(0.2)
+
+    def stop(self):
+        self.done.set()
+        self.join()
+        for spy in self.spies:
+            spy.wait(timeout=60)  # each ends, writing its file, when its process ends
+
+
+def summarise_profiles(directory, task_ids, top=12):
+    """Per task kind (fetch, ingest): the functions where the samples were, by self time,
+    and the share of time under a few functions that matter."""
+    kinds = {}
+    for ti_id, task_id in task_ids.items():
+        path = os.path.join(directory, f'{ti_id}.txt')
+        if not os.path.exists(path) or not task_id.startswith(('fetch', 'ingest')):
+            continue
+        kind = kinds.setdefault(task_id.split('-')[0], collections.Counter())
+        with open(path) as raw:
+            for line in raw:
+                stack, _, count = line.rstrip().rpartition(' ')
+                frames = stack.split(';')
+                kind[('self', frames[-1])] += int(count)
+                for frame in set(frames):
+                    kind[('under', frame)] += int(count)
+                kind[('total', '')] += int(count)
+    for kind, counts in kinds.items():
+        total = counts[('total', '')]
+        print(f'\nprofile of the {kind} task(s): {total} samples; self time by function')
+        selfs = sorted(((n, f) for (k, f), n in counts.items() if k == 'self'), reverse=True)[:top]
+        for count, frame in selfs:
+            print(f'  {count / total:6.1%}  {frame[:110]}')
+
+
+def run_pipeline(stack, rows, profile_to=None):
     run_id = f'bench-{rows}-{secrets.token_hex(3)}'
-    triggered = time.monotonic()
+    profiler = None
+    if profile_to:
+        profiler = TaskProfiler(stack.processes['worker'].pid, profile_to)
+        profiler.start()
     stack.api.trigger(DAG_ID, run_id=run_id)
-    run = stack.api.wait_run(DAG_ID, run_id, timeout=3600)
-    observed = time.monotonic() - triggered
+    run = stack.api.wait_run(DAG_ID, run_id, timeout=7200)
+    if profiler:
+        profiler.stop()
     if run['state'] != 'success':
         raise SystemExit(f'{run_id} failed: {stack.api.task_states(DAG_ID, run_id)}')
     instances = {ti['task_id']: ti for ti in stack.api.task_instances(DAG_ID, run_id)}
-    run_start = _time(run['queued_at'] or run['start_date'])
-    to_swap = (_time(instances['swap']['end_date']) - run_start).total_seconds()
-    fetch = stack.api.xcom(DAG_ID, run_id, 'fetch')
-    swap = stack.api.xcom(DAG_ID, run_id, 'swap')
-    return to_swap, observed, fetch, swap
+    to_swap = (_time(instances['swap']['end_date']) - _time(run['queued_at'] or run['start_date'])).total_seconds()
+    ingest = [stack.api.xcom(DAG_ID, run_id, task) for task in instances if task.startswith('ingest-')]
+    if profiler:
+        summarise_profiles(profile_to, {ti['id']: task for task, ti in instances.items()})
+    return {
+        'seconds': to_swap,
+        'fetch': stack.api.xcom(DAG_ID, run_id, 'fetch'),
+        'ingest': ingest,
+        'swap': stack.api.xcom(DAG_ID, run_id, 'swap'),
+    }
+
+
+def run_baseline(source_url, hawk_key, datasets_dsn):
+    spec = dataset_pipeline_spec(type(DAG_ID, (OMISDatasetPipeline,), {
+        'source_url': f'{source_url}/v4/dataset/omis-dataset', 'table_name': 'omis_baseline', 'min_rows_ratio': None}))
+    conn = psycopg2.connect(datasets_dsn)
+    try:
+        result = sync(spec, HawkClient(HAWK_ID, hawk_key), conn, run_id=secrets.token_hex(4))
+    finally:
+        conn.close()
+    return result.rows / result.seconds
+
+
+def report(rows, baseline, pipeline):
+    fetch, ingest, swap = pipeline['fetch'], pipeline['ingest'], pipeline['swap']
+    rate = rows / pipeline['seconds']
+    busy = [i for i in ingest if i['pages']]
+    print(f'\n== {rows:,} rows, {fetch["pages"]} pages ==')
+    print(f'single-process baseline      {baseline:10,.0f} rows/s')
+    print(f'pipeline, trigger -> swapped {rate:10,.0f} rows/s  ({pipeline["seconds"]:.1f} s)  '
+          f'= {rate / baseline:.2f} x baseline')
+    print(f'fetch task                   {fetch["seconds"]:8.1f} s: render+encode {fetch["render_seconds"]:.1f} s, '
+          f'Variable writes+ledger {fetch["store_seconds"]:.1f} s, fetching the rest; '
+          f'{fetch["source_bytes"] / 1e6:.0f} MB of JSON stored as {fetch["stored_bytes"] / 1e6:.0f} MB')
+    print(f'ingest tasks ({len(busy)} loaded)      Variable reads+decode {sum(i["read_seconds"] for i in ingest):.1f} s, '
+          f'COPY+commit {sum(i["copy_seconds"] for i in ingest):.1f} s (summed over tasks); '
+          f'pages per task {sorted(i["pages"] for i in ingest)}')
+    print(f'peak RSS                     fetch {fetch["peak_rss_mb"]:.0f} MB, ingest max '
+          f'{max(i["peak_rss_mb"] for i in ingest):.0f} MB')
+    print(f'swap                         lock held {swap["lock_ms"]:.1f} ms; {swap["rows_before"]} -> {swap["rows_after"]} rows')
+
+
+def handoff_benchmark(stack, pages):
+    run_id = f'handoff-{secrets.token_hex(3)}'
+    stack.api.trigger('dataflow_handoff_bench', run_id=run_id, conf={'pages': pages})
+    if stack.api.wait_run('dataflow_handoff_bench', run_id)['state'] != 'success':
+        raise SystemExit('the hand-off benchmark failed')
+    figures = stack.api.xcom('dataflow_handoff_bench', run_id, 'measure')
+    figures = json.loads(figures) if isinstance(figures, str) else figures
+    print(f'\nVariable hand-off, {pages} pages of 1000 OMIS records, in one task:')
+    print(f'{"encoding":30} {"stored KB":>10} {"set/s":>7} {"get/s":>7} {"delete/s":>9} {"rows/s":>8}')
+    for name, f in figures.items():
+        print(f'{name:30} {f["stored_kb"]:10.1f} {f["set_per_s"]:7.1f} {f["get_per_s"]:7.1f} '
+              f'{f["delete_per_s"]:9.1f} {f["handoff_rows_per_s"]:8d}')
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument('--rows', type=int, nargs='+', default=[1000, 100_000])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--rows', type=int, nargs='+', default=[100_000, 1_000_000])
     parser.add_argument('--page-size', type=int, default=1000)
-    parser.add_argument('--handoff-pages', type=int, default=30)
-    parser.add_argument('--worker-concurrency', type=int, default=2)
-    parser.add_argument('--repeat', type=int, default=2, help='runs per size')
+    parser.add_argument('--worker-concurrency', type=int, default=5, help='fetch + INGEST_TASK_CONCURRENCY')
+    parser.add_argument('--ingest-concurrency', type=int, default=4)
+    parser.add_argument('--handoff', action='store_true', help='also time the Variable hand-off vs plain JSON')
+    parser.add_argument('--profile', metavar='DIR', help='py-spy the task processes of the largest run into DIR')
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
     hawk_key = secrets.token_urlsafe(24)
-    with tempfile.TemporaryDirectory(prefix='dataflow-bench-dags-') as dags:
-        run_benchmark(args, hawk_key, dags)
-
-
-def run_benchmark(args, hawk_key, dags):
-    shutil.copy(os.path.join(HERE, 'dags', 'handoff_bench.py'), dags)
-    with open(os.path.join(dags, 'dataset_pipelines.py'), 'w') as dag_file:
-        # Airflow parses only files that mention both "airflow" and "dag".
-        dag_file.write('# The real airflow DAGs of data-flow.\n'
-                       'from dataflow.dags.dataset_pipelines import *  # noqa: F401,F403\n')
-    with services.postgres_server() as admin_dsn, services.redis_server() as redis_url, \
-            services.scratch_database(admin_dsn, 'dataflow_bench_meta') as metadata_dsn, \
-            services.scratch_database(admin_dsn, 'dataflow_bench_data') as datasets_dsn, \
-            DemoSource('bench', hawk_key, page_size=args.page_size) as source, \
-            tempfile.TemporaryDirectory(prefix='dataflow-bench-home-') as home:
-        stack = AirflowStack(
-            home, services.url_for(metadata_dsn), redis_url, services.free_port(),
-            worker_concurrency=args.worker_concurrency, broker_key_prefix=f'dataflow-bench-{secrets.token_hex(4)}:',
-            dags_folder=dags,
-            env={'HAWK_ID': 'bench', 'HAWK_KEY': hawk_key, 'DATAHUB_BASE_URL': source.url,
-                 'AIRFLOW_CONN_DATASETS_DB': services.url_for(datasets_dsn), 'PIPELINE_SCHEDULES_ENABLED': 'false'},
-        )
-        with stack:
-            stack.api.wait_dag(DAG_ID)
-            stack.api.wait_dag('dataflow_handoff_bench')
-            source.put(*(omis_record(i) for i in range(args.page_size)))
-            run_once(stack, args.page_size)  # warm-up: the first task runs start the worker's processes
-            print(f'{"rows":>9} {"pages":>6} {"trigger->swap s":>16} {"observed s":>11} {"rows/s":>8} '
-                  f'{"fetch s":>8} {"swap lock ms":>13}')
-            for rows in args.rows:
-                source.reset()
-                source.put(*(omis_record(i) for i in range(rows)))
-                for _ in range(args.repeat):
-                    to_swap, observed, fetch, swap = run_once(stack, rows)
-                    print(f'{rows:9d} {fetch["pages"]:6d} {to_swap:16.1f} {observed:11.1f} {rows / to_swap:8.0f} '
-                          f'{fetch["seconds"]:8.1f} {swap["lock_ms"]:13.1f}')
-
-            run_id = f'handoff-{secrets.token_hex(3)}'
-            stack.api.trigger('dataflow_handoff_bench', run_id=run_id, conf={'pages': args.handoff_pages})
-            if stack.api.wait_run('dataflow_handoff_bench', run_id)['state'] != 'success':
-                raise SystemExit('the hand-off benchmark failed')
-            handoff = stack.api.xcom('dataflow_handoff_bench', run_id, 'measure')
-            if isinstance(handoff, str):
-                handoff = json.loads(handoff)
-            print(f'\nVariable hand-off, {args.handoff_pages} pages of 1000 OMIS records, in one task:')
-            print(f'{"encoding":30} {"stored KB":>10} {"set/s":>7} {"get/s":>7} {"delete/s":>9} {"rows/s":>8}')
-            for name, figures in handoff.items():
-                print(f'{name:30} {figures["stored_kb"]:10.1f} {figures["set_per_s"]:7.1f} '
-                      f'{figures["get_per_s"]:7.1f} {figures["delete_per_s"]:9.1f} {figures["handoff_rows_per_s"]:8d}')
-            plain, ours = handoff['plain JSON'], handoff['data-flow (COPY text, zstd)']
-            print(f'data-flow encoding / plain JSON: {ours["handoff_rows_per_s"] / plain["handoff_rows_per_s"]:.1f}x '
-                  'hand-off throughput')
+    source_port = services.free_port()
+    dags = tempfile.mkdtemp(prefix='dataflow-bench-dags-')
+    try:
+        shutil.copy(os.path.join(HERE, 'dags', 'handoff_bench.py'), dags)
+        with open(os.path.join(dags, 'dataset_pipelines.py'), 'w') as dag_file:
+            # Airflow parses only files that mention both "airflow" and "dag".
+            dag_file.write('# The real airflow DAGs of data-flow.\n'
+                           'from dataflow.dags.dataset_pipelines import *  # noqa: F401,F403\n')
+        with services.postgres_server() as admin_dsn, services.redis_server() as redis_url, \
+                services.scratch_database(admin_dsn, 'dataflow_bench_meta') as metadata_dsn, \
+                services.scratch_database(admin_dsn, 'dataflow_bench_data') as datasets_dsn, \
+                tempfile.TemporaryDirectory(prefix='dataflow-bench-home-') as home:
+            stack = AirflowStack(
+                home, services.url_for(metadata_dsn), redis_url, services.free_port(),
+                worker_concurrency=args.worker_concurrency,
+                broker_key_prefix=f'dataflow-bench-{secrets.token_hex(4)}:', dags_folder=dags,
+                env={'HAWK_ID': HAWK_ID, 'HAWK_KEY': hawk_key, 'DATAHUB_BASE_URL': f'http://127.0.0.1:{source_port}',
+                     'AIRFLOW_CONN_DATASETS_DB': services.url_for(datasets_dsn), 'PIPELINE_SCHEDULES_ENABLED': 'false',
+                     'INGEST_TASK_CONCURRENCY': str(args.ingest_concurrency)},
+            )
+            with stack:
+                stack.api.wait_dag(DAG_ID)
+                for rows in [args.page_size, *args.rows]:
+                    source = Source(hawk_key, rows, args.page_size, source_port)
+                    try:
+                        baseline = run_baseline(source.url, hawk_key, datasets_dsn)
+                        profile_to = args.profile if args.profile and rows == max(args.rows) else None
+                        pipeline = run_pipeline(stack, rows, profile_to)
+                    finally:
+                        source.stop()
+                    if rows == args.page_size and rows not in args.rows:
+                        print(f'warm-up: a 1-page dataset went from trigger to swapped in {pipeline["seconds"]:.1f} s')
+                        continue
+                    report(rows, baseline, pipeline)
+                if args.handoff:
+                    stack.api.wait_dag('dataflow_handoff_bench')
+                    handoff_benchmark(stack, 30)
+    finally:
+        shutil.rmtree(dags, ignore_errors=True)
 
 
 if __name__ == '__main__':

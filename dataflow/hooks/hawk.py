@@ -10,7 +10,6 @@ The Hawk key and whole Authorization headers are never logged.
 """
 
 import email.utils
-import io
 import logging
 import random
 import time
@@ -57,6 +56,18 @@ class Page:
     @property
     def body_bytes(self):
         return len(self.body)
+
+
+class _WholeBody:
+    """A body for mohawk to hash in one read: given a file, it hashes in 1 KB reads; given
+    bytes, it first pretty-prints all of them into a debug message (0.1 s per 800 KB)."""
+
+    def __init__(self, body):
+        self._body = body
+
+    def read(self, _size=-1):
+        body, self._body = self._body, b''
+        return body
 
 
 class _Retry(Exception):
@@ -193,11 +204,9 @@ class HawkClient:
         if not signature:
             raise SourceError(url, 'response is not signed: no Server-Authorization header')
         try:
-            # A file object makes mohawk hash the body without pretty-printing all of it
-            # into a debug message first (about 0.1 s of CPU per 800 KB page otherwise).
             sender.accept_response(
                 signature,
-                content=io.BytesIO(body),
+                content=_WholeBody(body),
                 content_type=response.headers.get('Content-Type', ''),
                 localtime_offset_in_seconds=self.clock_offset,
             )

@@ -9,7 +9,10 @@ the run's identity, does its part with the core library, and returns a small sum
 import datetime
 import logging
 import os
+import queue
+import resource
 import socket
+import threading
 import time
 from dataclasses import dataclass
 
@@ -64,14 +67,26 @@ class VariablePageStore:
         Variable.set(key, value)
 
     def get(self, key):
-        from airflow.sdk import Variable
+        # Read through the execution API's secrets backend, as Variable.get does, minus
+        # the secrets masker: it re-escapes the whole value as a regex on every read to
+        # decide whether to mask it, and page values under our keys never are (it was
+        # 18% of an ingest task's CPU).
+        from airflow.sdk.execution_time.secrets.execution_api import ExecutionAPISecretsBackend
 
-        return Variable.get(key)
+        value = ExecutionAPISecretsBackend().get_variable(key)
+        if value is None:
+            raise DataflowError(f'page Variable {key} is missing')
+        return value
 
     def delete(self, key):
         from airflow.sdk import Variable
 
         Variable.delete(key)
+
+
+def _peak_rss_mb():
+    """This process's peak resident memory, for the summaries (Linux reports KB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _rate(count, seconds):
@@ -115,6 +130,69 @@ def create_target_table(spec, run):
     return {'staging_table': staging}
 
 
+# Failures that another try cannot mend: the run fails at once, naming what was wrong.
+NOT_RETRYABLE = (RecordError, QualityGateFailed)
+
+
+class _PageStorer(threading.Thread):
+    """Stores fetched pages (ledger reservation, Variable, ledger 'ready') in the order
+    they come, while the fetch thread goes on fetching and rendering the next ones: both
+    spend much of their time waiting, on the source and on the api-server."""
+
+    QUEUE_PAGES = 4  # rendered pages waiting to be stored, at most: bounds memory
+
+    def __init__(self, conn, store, run_key):
+        super().__init__(name='page-storer', daemon=True)
+        self.conn, self.store, self.run_key = conn, store, run_key
+        self.queue = queue.Queue(maxsize=self.QUEUE_PAGES)
+        self.error = None
+        self.seconds = 0.0
+
+    def put(self, item):
+        """Queue a page; raise the storer's error if it has failed."""
+        while True:
+            if self.error is not None:
+                raise self.error
+            try:
+                self.queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def finish_quietly(self):
+        """Stop after the page being stored, if any; the fetch thread has failed."""
+        while self.is_alive():
+            try:
+                self.queue.put(None, timeout=0.5)
+            except queue.Full:
+                continue
+            self.join()
+
+    def finish(self):
+        """Wait for every queued page to be stored; raise the storer's error if any."""
+        if self.is_alive():
+            self.put(None)
+            self.join()
+        if self.error is not None:
+            raise self.error
+
+    def run(self):
+        while True:
+            item = self.queue.get()
+            if item is None or self.error is not None:
+                return
+            page_number, page, key, value = item
+            started = time.perf_counter()
+            try:
+                ledger.reserve_page(self.conn, self.run_key, page_number, page.url, page.next_url, key,
+                                    len(page.results))
+                self.store.set(key, value)
+                ledger.mark_ready(self.conn, self.run_key, page_number)
+            except BaseException as exc:  # noqa: BLE001 - handed to the fetch thread
+                self.error = exc
+            self.seconds += time.perf_counter() - started
+
+
 def fetch(spec, run, client=None, store=None):
     """Page through the source, storing each page in a Variable and recording it in the
     ledger. A retry carries on after the last page stored."""
@@ -130,16 +208,17 @@ def fetch(spec, run, client=None, store=None):
         ledger.set_fetch_state(conn, run.run_key, ledger.FETCH_RUNNING)
         page_number, pages, rows = resume.page_number, resume.pages, resume.rows
         started, body_bytes, stored_bytes = time.perf_counter(), 0, 0
+        render_seconds = 0.0
+        storer = _PageStorer(datasets_db.connect(spec.target_db), store, run.run_key)
+        storer.start()
         try:
             for page in (client.pages(resume.url) if resume.url else ()):
                 # Rendered here, so that a record that cannot be loaded fails the run
                 # before anything is loaded, and the stored page is as small as it can be.
-                payload = renderer.render(page.results, page.url)
-                key = handoff.page_key(run.run_key, page_number)
-                ledger.reserve_page(conn, run.run_key, page_number, page.url, page.next_url, key, len(page.results))
-                value = handoff.encode_page(payload)
-                store.set(key, value)
-                ledger.mark_ready(conn, run.run_key, page_number)
+                rendering = time.perf_counter()
+                value = handoff.encode_page(renderer.render(page.results, page.url))
+                render_seconds += time.perf_counter() - rendering
+                storer.put((page_number, page, handoff.page_key(run.run_key, page_number), value))
                 page_number, pages, rows = page_number + 1, pages + 1, rows + len(page.results)
                 body_bytes += page.body_bytes
                 stored_bytes += len(value)
@@ -147,11 +226,16 @@ def fetch(spec, run, client=None, store=None):
                 log.info('%s: page %d: %d rows (%d KB, stored as %d KB); %d rows so far, %s',
                          spec.name, page_number - 1, len(page.results), page.body_bytes // 1024,
                          len(value) // 1024, rows, _rate(rows - resume.rows, elapsed))
+            storer.finish()
         except Exception as exc:
+            storer.error = storer.error or exc  # stop storing; what is stored stays, for a retry
+            storer.finish_quietly()
             final = run.last_try or isinstance(exc, NOT_RETRYABLE)
             state = ledger.FETCH_FAILED if final else ledger.FETCH_RETRYING
             ledger.set_fetch_state(conn, run.run_key, state, error=f'{type(exc).__name__}: {exc}'[:2000])
             raise
+        finally:
+            storer.conn.close()
         ledger.set_fetch_state(conn, run.run_key, ledger.FETCH_DONE, pages=pages, rows=rows)
     finally:
         conn.close()
@@ -160,11 +244,8 @@ def fetch(spec, run, client=None, store=None):
              spec.name, pages, rows, seconds, _rate(rows - resume.rows, seconds), body_bytes // 1024,
              stored_bytes // 1024)
     return {'pages': pages, 'rows': rows, 'seconds': round(seconds, 3),
-            'source_bytes': body_bytes, 'stored_bytes': stored_bytes}
-
-
-# Failures that another try cannot mend: the run fails at once, naming what was wrong.
-NOT_RETRYABLE = (RecordError, QualityGateFailed)
+            'render_seconds': round(render_seconds, 3), 'store_seconds': round(storer.seconds, 3),
+            'source_bytes': body_bytes, 'stored_bytes': stored_bytes, 'peak_rss_mb': _peak_rss_mb()}
 
 
 class Reschedule(Exception):
@@ -185,16 +266,22 @@ def ingest(spec, run, store=None, clock=time.monotonic, sleep=time.sleep):
     pages = rows = 0
     started = idle_since = clock()
     wait = 0.1
+    read_seconds = copy_seconds = 0.0
     try:
         staging = staging_table(spec, run.run_key)
         while True:
             with conn.cursor() as cursor:
                 claimed = ledger.claim_page(cursor, run.run_key)
                 if claimed is not None:
+                    reading = time.perf_counter()
                     payload = handoff.decode_page(store.get(claimed.variable_key), claimed.variable_key)
+                    copying = time.perf_counter()
+                    read_seconds += copying - reading
                     tables.copy_payload(cursor, staging, renderer, payload, claimed.url)
                     ledger.mark_loaded(cursor, run.run_key, claimed.page_number, run.task_label)
             conn.commit()
+            if claimed is not None:
+                copy_seconds += time.perf_counter() - copying
             if claimed is not None:
                 # The page is in the staging table for good; its Variable is no longer
                 # needed. (Cleanup deletes any that a crash leaves here.)
@@ -227,7 +314,8 @@ def ingest(spec, run, store=None, clock=time.monotonic, sleep=time.sleep):
     seconds = clock() - started
     log.info('%s: this task loaded %d pages, %d rows in %.1f s (%s)', spec.name, pages, rows, seconds,
              _rate(rows, seconds))
-    return {'pages': pages, 'rows': rows, 'seconds': round(seconds, 3)}
+    return {'pages': pages, 'rows': rows, 'seconds': round(seconds, 3), 'read_seconds': round(read_seconds, 3),
+            'copy_seconds': round(copy_seconds, 3), 'peak_rss_mb': _peak_rss_mb()}
 
 
 def swap(spec, run):
