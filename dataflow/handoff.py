@@ -26,9 +26,14 @@ def run_key(dag_id, run_id, clear_number):
     return f'{dag_id}/{run_id}#{clear_number or 0}'
 
 
-def page_key(run, page_number):
+def run_key_prefix(run):
+    """What every page key of a run starts with (cleanup sweeps by it)."""
     digest = hashlib.sha256(run.encode('utf-8')).hexdigest()[:16]
-    return f'{PAGE_KEY_PREFIX}:{digest}:{page_number:06d}'
+    return f'{PAGE_KEY_PREFIX}:{digest}:'
+
+
+def page_key(run, page_number):
+    return f'{run_key_prefix(run)}{page_number:06d}'
 
 
 def encode_page(payload):

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 SCHEMA = 'dataflow'
 
 # Page states.
-RESERVED = 'reserved'   # fetch is writing its Variable
 READY = 'ready'         # its Variable is written; an ingest task may claim it
 LOADED = 'loaded'       # copied into the staging table
 
@@ -149,10 +148,10 @@ def resume_point(conn, run_key, first_url):
             """
             SELECT page_number, next_url,
                    count(*) OVER (), coalesce(sum(rows) OVER (), 0)
-            FROM dataflow.pages WHERE run_key = %s AND state <> %s
+            FROM dataflow.pages WHERE run_key = %s
             ORDER BY page_number DESC LIMIT 1
             """,
-            (run_key, RESERVED),
+            (run_key,),
         )
         row = cursor.fetchone()
     conn.commit()
@@ -162,8 +161,9 @@ def resume_point(conn, run_key, first_url):
     return ResumePoint(last_page + 1, next_url, pages, int(rows))
 
 
-def reserve_page(conn, run_key, page_number, url, next_url, variable_key, rows):
-    """Record a page before its Variable is written, so cleanup can always find the key."""
+def add_ready_page(conn, run_key, page_number, url, next_url, variable_key, rows):
+    """Record a page whose Variable is written, ready to be claimed (committed). A retry
+    that fetches the page again replaces the record."""
     with conn.cursor() as cursor:
         cursor.execute(
             """
@@ -172,16 +172,7 @@ def reserve_page(conn, run_key, page_number, url, next_url, variable_key, rows):
             ON CONFLICT (run_key, page_number) DO UPDATE
                 SET url = EXCLUDED.url, next_url = EXCLUDED.next_url, rows = EXCLUDED.rows, state = EXCLUDED.state
             """,
-            (run_key, page_number, url, next_url, variable_key, rows, RESERVED),
-        )
-    conn.commit()
-
-
-def mark_ready(conn, run_key, page_number):
-    with conn.cursor() as cursor:
-        cursor.execute(
-            'UPDATE dataflow.pages SET state = %s WHERE run_key = %s AND page_number = %s',
-            (READY, run_key, page_number),
+            (run_key, page_number, url, next_url, variable_key, rows, READY),
         )
         cursor.execute('UPDATE dataflow.runs SET fetch_heartbeat = now() WHERE run_key = %s', (run_key,))
     conn.commit()

@@ -61,6 +61,11 @@ class RunContext:
 class VariablePageStore:
     """Pages in Airflow Variables, through the Task SDK."""
 
+    def keys(self, prefix):
+        from airflow.sdk import Variable
+
+        return list(Variable.keys(prefix))
+
     def set(self, key, value):
         from airflow.sdk import Variable
 
@@ -135,7 +140,7 @@ NOT_RETRYABLE = (RecordError, QualityGateFailed)
 
 
 class _PageStorer(threading.Thread):
-    """Stores fetched pages (ledger reservation, Variable, ledger 'ready') in the order
+    """Stores fetched pages (the Variable, then the ledger's 'ready' row) in the order
     they come, while the fetch thread goes on fetching and rendering the next ones: both
     spend much of their time waiting, on the source and on the api-server."""
 
@@ -184,10 +189,12 @@ class _PageStorer(threading.Thread):
             page_number, page, key, value = item
             started = time.perf_counter()
             try:
-                ledger.reserve_page(self.conn, self.run_key, page_number, page.url, page.next_url, key,
-                                    len(page.results))
+                # Variable first, ledger second: a page in the ledger always has its
+                # Variable; a Variable a crash leaves out of the ledger is swept by
+                # cleanup, by its run's key prefix.
                 self.store.set(key, value)
-                ledger.mark_ready(self.conn, self.run_key, page_number)
+                ledger.add_ready_page(self.conn, self.run_key, page_number, page.url, page.next_url, key,
+                                      len(page.results))
             except BaseException as exc:  # noqa: BLE001 - handed to the fetch thread
                 self.error = exc
             self.seconds += time.perf_counter() - started
@@ -358,7 +365,7 @@ def cleanup(spec, run, store=None):
     try:
         ledger.ensure_schema(conn)
         state = ledger.get_run(conn, run.run_key)
-        keys = ledger.variable_keys(conn, run.run_key)
+        keys = set(ledger.variable_keys(conn, run.run_key)) | set(store.keys(handoff.run_key_prefix(run.run_key)))
         for key in keys:
             store.delete(key)
         staging = staging_table(spec, run.run_key)

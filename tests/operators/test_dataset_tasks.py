@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from dataflow import ledger, tables
+from dataflow import handoff, ledger, tables
 from dataflow.demo.omis_records import omis_record
 from dataflow.errors import RecordError, SourceError
 from dataflow.hooks.hawk import HawkClient
@@ -34,6 +34,10 @@ class DictPageStore:
     def delete(self, key):
         with self.lock:
             self.values.pop(key, None)
+
+    def keys(self, prefix):
+        with self.lock:
+            return [k for k in self.values if k.startswith(prefix)]
 
 
 @pytest.fixture
@@ -266,6 +270,20 @@ def test_a_value_postgresql_refuses_is_named_by_page_and_record(spec, source, da
         f"page {source.dataset_url}: record {bad['reference']!r}: field delivery_date (column delivery_date): "
         'date/time field value out of range')
     assert ledger.page_counts(datasets_conn, run.run_key) == {ledger.READY: 1}
+
+
+def test_cleanup_sweeps_a_variable_a_crash_left_out_of_the_ledger(spec, source, datasets_conn):
+    source.put(*(omis_record(i) for i in range(150)))
+    store, run = DictPageStore(), run_context()
+    tasks.create_target_table(spec, run)
+    tasks.fetch(spec, run, client(), store)
+    orphan = handoff.page_key(run.run_key, 99)  # written, then the worker died before the ledger
+    store.set(orphan, 'zstd:')
+    unrelated = handoff.page_key('OtherPipeline/run#0', 0)
+    store.set(unrelated, 'zstd:')
+    with pytest.raises(tasks.RunNotSwapped):
+        tasks.cleanup(spec, run, store)
+    assert list(store.values) == [unrelated]
 
 
 def test_swap_refuses_when_a_page_is_not_loaded(spec, source, datasets_conn):
