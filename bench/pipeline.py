@@ -148,9 +148,8 @@ def run_pipeline(stack, rows, profile_to=None):
     instances = {ti['task_id']: ti for ti in stack.api.task_instances(DAG_ID, run_id)}
     to_swap = (_time(instances['swap']['end_date']) - _time(run['queued_at'] or run['start_date'])).total_seconds()
     ingest = [stack.api.xcom(DAG_ID, run_id, task) for task in instances if task.startswith('ingest-')]
-    if profiler:
-        summarise_profiles(profile_to, {ti['id']: task for task, ti in instances.items()})
     return {
+        'task_ids': {ti['id']: task for task, ti in instances.items()},
         'seconds': to_swap,
         'fetch': stack.api.xcom(DAG_ID, run_id, 'fetch'),
         'ingest': ingest,
@@ -248,6 +247,9 @@ def main():
                         print(f'warm-up: a 1-page dataset went from trigger to swapped in {pipeline["seconds"]:.1f} s')
                         continue
                     report(rows, baseline, pipeline)
+                    if profile_to:
+                        print('(profiled: py-spy samples every task process, which slows the run)')
+                        summarise_profiles(profile_to, pipeline['task_ids'])
                 if args.handoff:
                     stack.api.wait_dag('dataflow_handoff_bench')
                     handoff_benchmark(stack, 30)
