@@ -1,12 +1,15 @@
 """What the DAG files in dataflow/dags share."""
 
 import datetime
+import logging
 
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowFailException
 
 from dataflow import constants
+
+log = logging.getLogger(__name__)
 
 
 def default_args():
@@ -47,3 +50,14 @@ def invalid_pipeline_dag(name, error):
              doc_md=f'This pipeline class is not valid:\n\n```\n{message}\n```') as dag:
         PythonOperator(task_id='invalid-pipeline', python_callable=fail)
     return dag
+
+
+def register_dags(namespace, discovery, build):
+    """Put a DAG for every class `discovery` found into a DAG file's `namespace` (its
+    globals, where Airflow looks): `build(spec)` for valid classes, and a failing DAG
+    naming the errors for the others."""
+    for name, spec in discovery.specs.items():
+        namespace[name] = build(spec)
+    for name, error in discovery.errors.items():
+        log.error('Pipeline %s is not valid: %s', name, error)
+        namespace[name] = invalid_pipeline_dag(name, error)

@@ -99,6 +99,25 @@ def _check_identifier(problems, attribute, value, what):
     return True
 
 
+def _check_new_name(problems, where, name, what, seen, listing):
+    """A valid identifier not used before in this list: `seen` maps names to indexes."""
+    if not _check_identifier(problems, where, name, what):
+        return False
+    if name in seen:
+        problems.add(where, f'duplicate {what} {name!r} (also {listing}[{seen[name]}])')
+        return False
+    return True
+
+
+def _check_dates(problems, cls):
+    """(start_date, end_date) of a class, in UTC; end_date is optional and after the start."""
+    start_date = _check_datetime(problems, 'start_date', cls.start_date, required=True)
+    end_date = _check_datetime(problems, 'end_date', getattr(cls, 'end_date', None), required=False)
+    if start_date and end_date and end_date <= start_date:
+        problems.add('end_date', f'{end_date.isoformat()} is not after start_date {start_date.isoformat()}')
+    return start_date, end_date
+
+
 def _check_datetime(problems, attribute, value, required):
     if value is None and not required:
         return None
@@ -134,10 +153,7 @@ def _check_field_mapping(problems, mapping):
         if not isinstance(source_field, str) or not source_field:
             problems.add(where, f'source field must be a non-empty string, got {source_field!r}')
             continue
-        if not _check_identifier(problems, where, column_name, 'column'):
-            continue
-        if column_name in seen:
-            problems.add(where, f'duplicate column {column_name!r} (also field_mapping[{seen[column_name]}])')
+        if not _check_new_name(problems, where, column_name, 'column', seen, 'field_mapping'):
             continue
         seen[column_name] = index
         try:
@@ -175,10 +191,7 @@ def dataset_pipeline_spec(cls):
     if not isinstance(cls.target_db, str) or not cls.target_db:
         problems.add('target_db', f'must be an Airflow connection id, got {cls.target_db!r}')
 
-    start_date = _check_datetime(problems, 'start_date', cls.start_date, required=True)
-    end_date = _check_datetime(problems, 'end_date', getattr(cls, 'end_date', None), required=False)
-    if start_date and end_date and end_date <= start_date:
-        problems.add('end_date', f'{end_date.isoformat()} is not after start_date {start_date.isoformat()}')
+    start_date, end_date = _check_dates(problems, cls)
 
     schedule = _check_schedule(problems, getattr(cls, 'schedule_interval', None))
     columns = _check_field_mapping(problems, cls.field_mapping)
@@ -318,10 +331,7 @@ def view_pipeline_spec(cls):
             except ValueError as exc:
                 problems.add(where, str(exc))
                 continue
-            if not _check_identifier(problems, where, alias, 'alias'):
-                continue
-            if alias in aliases:
-                problems.add(where, f'duplicate alias {alias!r} (also fields[{aliases[alias]}])')
+            if not _check_new_name(problems, where, alias, 'alias', aliases, 'fields'):
                 continue
             aliases[alias] = index
             fields.append(ViewField(expression, alias))
@@ -340,10 +350,7 @@ def view_pipeline_spec(cls):
     if not isinstance(params, dict):
         problems.add('params', f'must be a dict, got {params!r}')
 
-    start_date = _check_datetime(problems, 'start_date', cls.start_date, required=True)
-    end_date = _check_datetime(problems, 'end_date', getattr(cls, 'end_date', None), required=False)
-    if start_date and end_date and end_date <= start_date:
-        problems.add('end_date', f'{end_date.isoformat()} is not after start_date {start_date.isoformat()}')
+    start_date, end_date = _check_dates(problems, cls)
     catchup = getattr(cls, 'catchup', False)
     if not isinstance(catchup, bool):
         problems.add('catchup', f'must be True or False, got {catchup!r}')

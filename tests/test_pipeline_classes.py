@@ -13,12 +13,16 @@ DISCOVERED = discover()
 ALL_NAMES = sorted(DISCOVERED.specs) + sorted(DISCOVERED.errors)
 
 
+def loaded(discovery, name):
+    """The spec of class `name`, or the test fails with why the class does not load."""
+    if name in discovery.errors:
+        pytest.fail(f'{name} does not load: {discovery.errors[name]}')
+    return discovery.specs[name]
+
+
 @pytest.fixture(params=ALL_NAMES)
 def spec(request):
-    name = request.param
-    if name in DISCOVERED.errors:
-        pytest.fail(f'{name} does not load: {DISCOVERED.errors[name]}')
-    return DISCOVERED.specs[name]
+    return loaded(DISCOVERED, request.param)
 
 
 def test_postgresql_accepts_its_table(spec, datasets_conn):
@@ -61,10 +65,7 @@ DISCOVERED_VIEWS = discover_views()
 
 @pytest.fixture(params=sorted(DISCOVERED_VIEWS.specs) + sorted(DISCOVERED_VIEWS.errors))
 def view_spec(request):
-    name = request.param
-    if name in DISCOVERED_VIEWS.errors:
-        pytest.fail(f'{name} does not load: {DISCOVERED_VIEWS.errors[name]}')
-    return DISCOVERED_VIEWS.specs[name]
+    return loaded(DISCOVERED_VIEWS, request.param)
 
 
 def test_its_view_renders_and_postgresql_accepts_it(view_spec, datasets_conn):

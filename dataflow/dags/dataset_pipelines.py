@@ -9,18 +9,14 @@ A pipeline class that does not validate becomes a DAG with one task that fails w
 class's errors, so it is visible in the UI and the other pipelines are unaffected.
 """
 
-import logging
-
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG
 from airflow.task.trigger_rule import TriggerRule
 
 from dataflow import constants
-from dataflow.dag_factory import default_args, invalid_pipeline_dag, schedule_for
+from dataflow.dag_factory import default_args, register_dags, schedule_for
 from dataflow.operators import dataset_tasks as tasks
 from dataflow.pipelines import discover
-
-log = logging.getLogger(__name__)
 
 TAGS = ['dataflow', 'dataset']
 # fetch first, whenever it competes with other tasks for a worker slot.
@@ -57,9 +53,4 @@ def dataset_dag(spec):
     return dag
 
 
-_found = discover()
-for _name, _spec in _found.specs.items():
-    globals()[_name] = dataset_dag(_spec)
-for _name, _error in _found.errors.items():
-    log.error('Pipeline %s is not valid: %s', _name, _error)
-    globals()[_name] = invalid_pipeline_dag(_name, _error)
+register_dags(globals(), discover(), dataset_dag)

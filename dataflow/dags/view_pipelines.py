@@ -3,16 +3,12 @@ task, `create-view`: it renders the class's where-clause for the run's interval 
 creates (or replaces) the view `<view_name>_YYYY_MM_DD` over the dataset table. A class
 that does not validate becomes a DAG whose one task fails with the class's errors."""
 
-import logging
-
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG
 
-from dataflow.dag_factory import default_args, invalid_pipeline_dag, schedule_for
+from dataflow.dag_factory import default_args, register_dags, schedule_for
 from dataflow.operators import view_tasks
 from dataflow.pipelines import discover_views
-
-log = logging.getLogger(__name__)
 
 
 def view_dag(spec):
@@ -34,9 +30,4 @@ def view_dag(spec):
     return dag
 
 
-_found = discover_views()
-for _name, _spec in _found.specs.items():
-    globals()[_name] = view_dag(_spec)
-for _name, _error in _found.errors.items():
-    log.error('View pipeline %s is not valid: %s', _name, _error)
-    globals()[_name] = invalid_pipeline_dag(_name, _error)
+register_dags(globals(), discover_views(), view_dag)
