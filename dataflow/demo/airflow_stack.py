@@ -43,6 +43,7 @@ class AirflowStack:
                  broker_key_prefix=None, components=tuple(COMPONENTS), dags_folder=DAGS_FOLDER, auth='local'):
         self.home = home
         self.port = port
+        self.broker_url, self.broker_key_prefix = broker_url, broker_key_prefix
         self.base_url = f'http://127.0.0.1:{port}'
         self.components = components
         self.processes = {}
@@ -130,6 +131,19 @@ class AirflowStack:
         # The worker first: it waits for running tasks, which need the api-server.
         for name in sorted(self.processes, key=lambda n: n != 'worker'):
             self.stop_component(name, timeout=30)
+        if self.broker_key_prefix:
+            self._forget_broker_keys()
+
+    def _forget_broker_keys(self):
+        """Delete this stack's Celery keys from a Redis it may share with others."""
+        import redis
+
+        client = redis.Redis.from_url(self.broker_url, socket_connect_timeout=5)
+        try:
+            for key in client.scan_iter(match=self.broker_key_prefix + '*'):
+                client.delete(key)
+        except redis.RedisError as exc:
+            log.warning('Could not delete the Celery keys under %s: %s', self.broker_key_prefix, exc)
 
     def __enter__(self):
         try:

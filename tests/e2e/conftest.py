@@ -10,7 +10,6 @@ import uuid
 
 import psycopg2
 import pytest
-import redis
 
 from dataflow.demo import services
 from dataflow.demo.airflow_stack import AirflowStack
@@ -68,18 +67,13 @@ def stack(pg_admin_dsn, tmp_path_factory):
                 'SOURCE_READ_TIMEOUT': '2',
             },
         )
-        try:
-            with airflow:
-                airflow.api.wait_dag('OMISDatasetPipeline')
-                # Unpausing a scheduled DAG runs its latest interval at once: let that run
-                # (of an empty source) finish, so that tests only meet their own runs.
-                airflow.api.unpause('OMISDatasetPipeline')
-                airflow.api.wait_runs_finished('OMISDatasetPipeline', 1)
-                yield Stack(airflow, source, datasets_dsn, hawk_key)
-        finally:
-            client = redis.Redis.from_url(redis_url)
-            for key in client.scan_iter(match=prefix + '*'):
-                client.delete(key)
+        with airflow:  # stopping it also deletes its keys under `prefix`
+            airflow.api.wait_dag('OMISDatasetPipeline')
+            # Unpausing a scheduled DAG runs its latest interval at once: let that run
+            # (of an empty source) finish, so that tests only meet their own runs.
+            airflow.api.unpause('OMISDatasetPipeline')
+            airflow.api.wait_runs_finished('OMISDatasetPipeline', 1)
+            yield Stack(airflow, source, datasets_dsn, hawk_key)
 
 
 @pytest.fixture
