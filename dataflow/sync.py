@@ -49,8 +49,8 @@ def sync(spec, client, conn, run_id):
                 rows += tables.copy_page(cursor, staging, renderer, page.results, page.url)
                 pages += 1
         conn.commit()
-        quality.check(conn, spec, staging)
-        swap = tables.swap(conn, staging, spec.table_name)
+        gates = quality.check(conn, spec, staging)
+        swap = tables.swap(conn, staging, spec.table_name, counts=(gates.rows_before, gates.rows_after))
     except DataflowError as exc:
         _drop_quietly(conn, staging)
         raise PipelineRunError(spec.name, exc) from exc

@@ -224,7 +224,8 @@ def _relation_named(cursor, schema, name):
     return cursor.fetchone()[0]
 
 
-def swap(conn, staging, table, schema=DEFAULT_SCHEMA, lock_timeout_ms=None, attempts=None, before_commit=None):
+def swap(conn, staging, table, schema=DEFAULT_SCHEMA, lock_timeout_ms=None, attempts=None, before_commit=None,
+         counts=None):
     """Put `staging` in place of `table`, in one transaction, and commit.
 
     Views that read `table` are re-pointed to the new table with CREATE OR REPLACE VIEW,
@@ -233,15 +234,19 @@ def swap(conn, staging, table, schema=DEFAULT_SCHEMA, lock_timeout_ms=None, atte
     (readers hold it) the attempt is rolled back and retried, `attempts` times in all.
     On any failure the transaction is rolled back: `table` is as it was and `staging`
     is left for the caller to drop. `before_commit(cursor)`, if given, runs inside the
-    swap's transaction, to record the swap atomically with it.
+    swap's transaction, to record the swap atomically with it. `counts` is (rows in the
+    target or None, rows in staging) when the caller has counted them already.
     """
     lock_timeout_ms = lock_timeout_ms or constants.SWAP_LOCK_TIMEOUT_MS
     attempts = attempts or constants.SWAP_ATTEMPTS
     conn.rollback()
-    # Counted before the lock: only this run writes either table (max_active_runs=1).
-    rows_after = row_count(conn, staging, schema)
-    rows_before = row_count(conn, table, schema) if table_exists(conn, table, schema) else None
-    conn.rollback()
+    if counts is None:
+        # Counted before the lock: only this run writes either table (max_active_runs=1).
+        rows_after = row_count(conn, staging, schema)
+        rows_before = row_count(conn, table, schema) if table_exists(conn, table, schema) else None
+        conn.rollback()
+    else:
+        rows_before, rows_after = counts
     for attempt in range(1, attempts + 1):
         try:
             result = _swap_once(conn, staging, table, schema, lock_timeout_ms, before_commit)

@@ -123,7 +123,7 @@ def view_query(spec, where):
 
 
 def create_view_statement(name, spec, where):
-    """CREATE VIEW statement of `spec`'s view `name` (for checks; create_view replaces)."""
+    """CREATE VIEW statement of `spec`'s view `name`."""
     return sql.SQL('CREATE VIEW {} AS {}').format(sql.Identifier(tables.DEFAULT_SCHEMA, name), view_query(spec, where))
 
 
@@ -148,7 +148,7 @@ def create_view(conn, spec, name, where):
             cursor.execute('SELECT to_regclass(%s)::oid', (tables.regclass_text(tables.DEFAULT_SCHEMA, name),))
             grants = tables.grants_of(cursor, cursor.fetchone()[0])
             cursor.execute(sql.SQL('DROP VIEW {}').format(view))
-            cursor.execute(sql.SQL('CREATE VIEW {} AS {}').format(view, query))
+            cursor.execute(create_view_statement(name, spec, where))
             tables.apply_grants(cursor, grants, tables.DEFAULT_SCHEMA, name)
             log.info('%s: the columns of %s changed; dropped and created it again', spec.name, name)
         except psycopg2.Error as exc:

@@ -45,9 +45,12 @@ SHARED_SECRETS = {
 # What a worker needs of the master's settings; the rest (the metadata database URL, the
 # shared secrets) stays off workers, whose tasks run third-party code.
 WORKER_AIRFLOW_SETTINGS = (
-    'AIRFLOW__CORE__EXECUTOR', 'AIRFLOW__CELERY__BROKER_URL', 'AIRFLOW__CELERY__RESULT_BACKEND',
-    'AIRFLOW__CORE__EXECUTION_API_SERVER_URL',
+    'AIRFLOW__CORE__EXECUTOR', 'AIRFLOW__CORE__EXECUTION_API_SERVER_URL', 'AIRFLOW__CORE__HOSTNAME_CALLABLE',
+    'AIRFLOW__CORE__DAGS_FOLDER', 'AIRFLOW__CORE__LOAD_EXAMPLES',
 )
+# ... and every setting in these sections, as they are.
+WORKER_AIRFLOW_SECTIONS = ('AIRFLOW__CELERY__', 'AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__', 'AIRFLOW__LOGGING__',
+                           'AIRFLOW__WORKERS__')
 AUTH_SETTINGS = {
     # Single sign-on through the FAB auth manager, configured by dataflow/webserver_config.py.
     'sso': {
@@ -168,14 +171,5 @@ def _missing_message(role, missing):
 
 
 def _trimmed_for_worker(environ):
-    kept = {k: v for k, v in environ.items()
-            if not k.startswith('AIRFLOW__') or k in WORKER_AIRFLOW_SETTINGS or k.startswith(_WORKER_SECTIONS)}
-    for name in ('AIRFLOW__DATABASE__SQL_ALCHEMY_CONN', *SHARED_SECRETS):
-        kept.pop(name, None)
-    return kept
-
-
-# Sections whose settings workers use as they are.
-_WORKER_SECTIONS = ('AIRFLOW__CELERY__', 'AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__', 'AIRFLOW__LOGGING__',
-                    'AIRFLOW__WORKERS__', 'AIRFLOW__CORE__HOSTNAME_CALLABLE', 'AIRFLOW__CORE__DAGS_FOLDER',
-                    'AIRFLOW__CORE__LOAD_EXAMPLES')
+    return {k: v for k, v in environ.items()
+            if not k.startswith('AIRFLOW__') or k in WORKER_AIRFLOW_SETTINGS or k.startswith(WORKER_AIRFLOW_SECTIONS)}

@@ -289,7 +289,6 @@ def ingest(spec, run, store=None, clock=time.monotonic, sleep=time.sleep):
             conn.commit()
             if claimed is not None:
                 copy_seconds += time.perf_counter() - copying
-            if claimed is not None:
                 # The page is in the staging table for good; its Variable is no longer
                 # needed. (Cleanup deletes any that a crash leaves here.)
                 store.delete(claimed.variable_key)
@@ -346,7 +345,8 @@ def swap(spec, run):
             ledger.mark_swapped(cursor, run.run_key)
             ledger.record_load(cursor, run.run_key, gates.rows_before, gates.rows_after, spec.source_url)
 
-        result = tables.swap(conn, state.staging_table, spec.table_name, before_commit=record)
+        result = tables.swap(conn, state.staging_table, spec.table_name, before_commit=record,
+                             counts=(gates.rows_before, gates.rows_after))
     finally:
         conn.close()
     log.info('%s: swapped in %s: %s -> %d rows; readers were locked out for %.1f ms; views re-pointed: %s',
