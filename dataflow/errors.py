@@ -25,13 +25,15 @@ class SourceError(DataflowError):
 
 
 class RecordError(DataflowError):
-    """A record could not be loaded. Names the page, the record and the field."""
+    """A record could not be loaded. Names the page, the record and the field.
+    `sqlstate` is PostgreSQL's error code when the database refused the value."""
 
-    def __init__(self, page, record_key, field, problem):
+    def __init__(self, page, record_key, field, problem, sqlstate=None):
         self.page = page
         self.record_key = record_key
         self.field = field
         self.problem = problem
+        self.sqlstate = sqlstate
         where = f'page {page}: record {record_key}'
         if field is not None:
             where += f': field {field}'
@@ -39,7 +41,12 @@ class RecordError(DataflowError):
 
 
 class SwapError(DataflowError):
-    """The staging table could not be swapped in; the target is unchanged."""
+    """The staging table could not be swapped in; the target is unchanged. `sqlstate` is
+    PostgreSQL's error code when the database refused a statement of the swap."""
+
+    def __init__(self, message, sqlstate=None):
+        super().__init__(message)
+        self.sqlstate = sqlstate
 
 
 def naming_pipeline(pipeline, error):

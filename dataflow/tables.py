@@ -69,6 +69,19 @@ def row_count(conn, table, schema=DEFAULT_SCHEMA):
         return cursor.fetchone()[0]
 
 
+def preview(conn, table, limit, schema=DEFAULT_SCHEMA, timeout_ms=10000):
+    """(column names, first `limit` rows) of a table, read in a read-only transaction with
+    a statement timeout: a preview can neither change data nor hold the database up."""
+    with conn.cursor() as cursor:
+        cursor.execute('SET TRANSACTION READ ONLY')
+        cursor.execute('SET LOCAL statement_timeout = %s', (f'{int(timeout_ms)}ms',))
+        cursor.execute(sql.SQL('SELECT * FROM {} LIMIT %s').format(_qualified(schema, table)), (limit,))
+        names = [column.name for column in cursor.description]
+        rows = cursor.fetchall()
+    conn.rollback()
+    return names, rows
+
+
 def column_definitions(columns):
     # Each column's type SQL was parsed as exactly one column type by
     # dataflow.column_types when the pipeline was loaded, so it is safe to splice in.
@@ -125,14 +138,14 @@ def _record_error(exc, renderer, payload, page):
         problem += f' ({diag.message_detail})'
     match = _COPY_CONTEXT.search(diag.context or '')
     if not match:
-        return RecordError(page, '(unknown)', None, problem)
+        return RecordError(page, '(unknown)', None, problem, exc.pgcode)
     record_key = renderer.describe_line(payload, int(match.group(1)))
     column_name = match.group(2)
     field = None
     if column_name:
         column = next((c for c in renderer.columns if c.name == column_name), None)
         field = f'{column.source_field} (column {column_name})' if column else f'column {column_name}'
-    return RecordError(page, record_key, field, problem)
+    return RecordError(page, record_key, field, problem, exc.pgcode)
 
 
 @dataclass(frozen=True)
@@ -261,7 +274,8 @@ def swap(conn, staging, table, schema=DEFAULT_SCHEMA, lock_timeout_ms=None, atte
             raise
         except psycopg2.Error as exc:
             conn.rollback()
-            raise SwapError(f'swap of {schema}.{table} failed, target unchanged: {str(exc).strip()}') from None
+            raise SwapError(f'swap of {schema}.{table} failed, target unchanged: {str(exc).strip()}',
+                            exc.pgcode) from None
         return SwapResult(table, rows_before, rows_after, *result)
     raise SwapError(f'swap of {schema}.{table}: could not lock it in {attempts} attempts; target unchanged')
 
@@ -334,7 +348,7 @@ def _swap_once(conn, staging, table, schema, lock_timeout_ms, before_commit):
             except psycopg2.Error as exc:
                 raise SwapError(
                     f'swap of {schema}.{table} failed, target unchanged: view {view_schema}.{view_name} '
-                    f'cannot read the new table: {exc.diag.message_primary}'
+                    f'cannot read the new table: {exc.diag.message_primary}', exc.pgcode
                 ) from None
         if old_oid is not None:
             cursor.execute(sql.SQL('DROP TABLE {}').format(_qualified(schema, replaced)))

@@ -4,6 +4,7 @@ import threading
 import uuid
 
 import psycopg2
+import psycopg2.errorcodes
 import pytest
 from psycopg2 import sql
 
@@ -100,7 +101,8 @@ def test_postgresql_refusal_names_the_page_record_and_field(datasets_conn):
     with datasets_conn.cursor() as cursor, pytest.raises(RecordError) as error:
         tables.copy_page(cursor, 'tricky', RecordRenderer(COLUMNS), records, 'http://src/page?3')
     datasets_conn.rollback()
-    assert str(error.value).startswith('page http://src/page?3: record 2: field d (column d): date/time field value out of range')
+    assert str(error.value).startswith('page http://src/page?3: record 2: field d (column d): ')
+    assert error.value.sqlstate == psycopg2.errorcodes.DATETIME_FIELD_OVERFLOW
 
 
 def test_duplicate_key_across_pages_names_the_key(datasets_conn):
@@ -111,9 +113,8 @@ def test_duplicate_key_across_pages_names_the_key(datasets_conn):
         with pytest.raises(RecordError) as error:
             tables.copy_page(cursor, 'tricky', renderer, [{'id': 3}, {'id': 2}], 'page-2')
     datasets_conn.rollback()
-    message = str(error.value)
-    assert message.startswith('page page-2: record 2: duplicate key value violates unique constraint')
-    assert 'Key (id)=(2) already exists' in message
+    assert str(error.value).startswith('page page-2: record 2: ')
+    assert error.value.sqlstate == psycopg2.errorcodes.UNIQUE_VIOLATION
 
 
 def test_staging_names_are_distinct_per_run_and_fit(datasets_conn):
@@ -224,8 +225,10 @@ def test_failed_swap_leaves_the_target_untouched(datasets_conn):
     datasets_conn.commit()
     staging = tables.staging_table_name('orders', 'run-3')
     make_table(datasets_conn, staging, 50, extra_column=False)
-    with pytest.raises(SwapError, match=r'swap of public.orders failed, target unchanged: view public.order_extras cannot read the new table: column orders.extra does not exist$'):
+    with pytest.raises(SwapError, match=r'^swap of public.orders failed, target unchanged: view public.order_extras '
+                                        r'cannot read the new table: .*\bextra\b') as error:
         tables.swap(datasets_conn, staging, 'orders')
+    assert error.value.sqlstate == psycopg2.errorcodes.UNDEFINED_COLUMN
     assert count(datasets_conn, 'orders') == 5
     assert count(datasets_conn, 'order_extras') == 5
     assert leftover_tables(datasets_conn) == [staging]  # the caller drops it

@@ -4,6 +4,7 @@ on a real Airflow scheduler and Celery worker."""
 
 import threading
 
+import psycopg2.errorcodes
 import pytest
 
 from dataflow import handoff, ledger, tables
@@ -267,8 +268,8 @@ def test_a_value_postgresql_refuses_is_named_by_page_and_record(spec, source, da
     with pytest.raises(RecordError) as error:
         tasks.ingest(spec, run, store)
     assert str(error.value).startswith(
-        f"page {source.dataset_url}: record {bad['reference']!r}: field delivery_date (column delivery_date): "
-        'date/time field value out of range')
+        f"page {source.dataset_url}: record {bad['reference']!r}: field delivery_date (column delivery_date): ")
+    assert error.value.sqlstate == psycopg2.errorcodes.DATETIME_FIELD_OVERFLOW
     assert ledger.page_counts(datasets_conn, run.run_key) == {ledger.READY: 1}
 
 
