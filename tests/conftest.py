@@ -1,4 +1,5 @@
 import atexit
+import contextlib
 import os
 import shutil
 import tempfile
@@ -21,10 +22,30 @@ TEST_HAWK_ID = 'test-hawk-id'
 TEST_HAWK_KEY = 'test-hawk-key-3f9a8b7c6d5e4f3a2b1c'
 
 
+@contextlib.contextmanager
+def private_directory(what):
+    """A directory for an embedded PostgreSQL's data, removed afterwards. Not under pytest's
+    tmp_path: that runs the server as another user, which needs to traverse the path, and
+    every new pytest session on the machine resets pytest's temporary root to mode 0700
+    (the server then PANICs: 'could not open file .../global/pg_control: Permission denied')."""
+    path = tempfile.mkdtemp(prefix=f'dataflow-test-{what}-')
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def state_dir():
+    """A directory for servers' state (an embedded PostgreSQL may run on it), removed afterwards."""
+    with private_directory('state') as path:
+        yield path
+
+
 @pytest.fixture(scope='session')
-def pg_admin_dsn(tmp_path_factory):
+def pg_admin_dsn():
     """The local PostgreSQL when reachable, else one started for this session."""
-    with services.postgres_server(state_dir=str(tmp_path_factory.mktemp('postgres'))) as dsn:
+    with private_directory('postgres') as state_dir, services.postgres_server(state_dir=state_dir) as dsn:
         yield dsn
 
 

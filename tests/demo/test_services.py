@@ -1,3 +1,4 @@
+import os
 import socket
 
 import psycopg2
@@ -11,10 +12,10 @@ def unused_port():
         return probe.getsockname()[1]
 
 
-def test_an_embedded_server_starts_when_none_answers(tmp_path):
+def test_an_embedded_server_starts_when_none_answers(state_dir):
     nowhere = f'postgresql://postgres@127.0.0.1:{unused_port()}/postgres'
     assert not services.reachable(nowhere)
-    with services.postgres_server(admin_url=nowhere, state_dir=str(tmp_path)) as admin_dsn:
+    with services.postgres_server(admin_url=nowhere, state_dir=state_dir) as admin_dsn:
         assert admin_dsn != nowhere
         with services.scratch_database(admin_dsn) as dsn:
             conn = psycopg2.connect(dsn)
@@ -22,7 +23,7 @@ def test_an_embedded_server_starts_when_none_answers(tmp_path):
                 cursor.execute('CREATE TABLE t (id int); INSERT INTO t VALUES (1); SELECT count(*) FROM t')
                 assert cursor.fetchone() == (1,)
             conn.close()
-    assert (tmp_path / 'pgdata').is_dir()
+    assert os.path.isdir(os.path.join(state_dir, 'pgdata'))
 
 
 def test_scratch_databases_are_dropped_even_after_a_failure(pg_admin_dsn):
