@@ -41,3 +41,39 @@ def test_bad_column_types_are_refused_with_the_reason(sql, message):
 
 def test_schema_qualified_user_types_are_left_to_the_database():
     assert parse_column_type('reporting.order_status').base_type == 'reporting.order_status'
+
+
+@pytest.mark.parametrize('sql, message', [
+    # An unknown name: quoted once, the caret under it, and the nearest known type.
+    ('bigitn NOT NULL', "unknown column type 'bigitn' (did you mean 'bigint'?)\n"
+                        '    bigitn NOT NULL\n'
+                        '    ^^^^^^'),
+    ('txt[]', "unknown column type 'txt' (did you mean 'text'?)\n"
+              '    txt[]\n'
+              '    ^^^'),
+    # A syntax error: the position is in what the user wrote (not in data-flow's SQL
+    # around it), and the suggestion is the whole type corrected, checked by the parser.
+    ('character varyng(255)', 'PostgreSQL cannot parse this column type: syntax error at or near "varyng" '
+                              "(did you mean 'character varying(255)'?)\n"
+                              '    character varyng(255)\n'
+                              '              ^^^^^^'),
+    ('timestamp with tme zone', 'PostgreSQL cannot parse this column type: syntax error at or near "with" '
+                                "(did you mean 'timestamp with time zone'?)\n"
+                                '    timestamp with tme zone\n'
+                                '                   ^^^'),
+    ('integer PRIMRY KEY', 'PostgreSQL cannot parse this column type: syntax error at or near "PRIMRY" '
+                           "(did you mean 'integer PRIMARY KEY'?)\n"
+                           '    integer PRIMRY KEY\n'
+                           '            ^^^^^^'),
+    ('numeric(10,', 'PostgreSQL cannot parse this column type: it ends too early\n'
+                    '    numeric(10,\n'
+                    '               ^'),
+    # Nothing close enough: no suggestion rather than a misleading one.
+    ('serial', "unknown column type 'serial'\n"
+               '    serial\n'
+               '    ^^^^^^'),
+])
+def test_type_errors_quote_the_text_point_into_it_and_suggest_a_fix(sql, message):
+    with pytest.raises(ValueError) as error:
+        parse_column_type(sql)
+    assert str(error.value) == message
