@@ -7,6 +7,7 @@ import signal
 import time
 
 import psutil
+import psycopg2.extensions
 import pytest
 
 from dataflow.demo.omis_records import omis_record
@@ -111,13 +112,15 @@ def staging_table_of(stack, run_id, timeout=60):
 
 
 def copy_blocked_on(stack, timeout=60):
-    """(backend pid, client port) of an ingest task's COPY waiting for our lock."""
+    """(backend pid, client address, client port) of an ingest task's COPY waiting for our lock."""
     conn = stack.connect()
     conn.autocommit = True  # pg_stat_activity is one snapshot per transaction: look afresh each time
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with conn.cursor() as cursor:
-            cursor.execute("SELECT pid, client_port FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            # This database only: the server may hold other suites' blocked COPYs.
+            cursor.execute("SELECT pid, host(client_addr), client_port FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND wait_event_type = 'Lock' "
                            "AND query LIKE 'COPY %%' AND pid <> pg_backend_pid()")
             row = cursor.fetchone()
         if row:
@@ -128,11 +131,16 @@ def copy_blocked_on(stack, timeout=60):
     pytest.fail('no ingest task reached its COPY')
 
 
-def process_with_client_port(port):
+def process_with_connection(stack, client_address, client_port):
+    """The process holding the connection from (address, port) to the datasets database's
+    server: both ends must match, as another process may use the same port number elsewhere."""
+    server_port = int(psycopg2.extensions.parse_dsn(stack.datasets_dsn).get('port', 5432))
     for connection in psutil.net_connections(kind='tcp'):
-        if connection.laddr and connection.laddr.port == port and connection.pid:
+        if (connection.pid and connection.laddr and connection.raddr
+                and (connection.laddr.ip, connection.laddr.port) == (client_address, client_port)
+                and connection.raddr.port == server_port):
             return psutil.Process(connection.pid)
-    pytest.fail(f'no process has a connection from port {port}')
+    pytest.fail(f'no process has the connection from {client_address}:{client_port} to port {server_port}')
 
 
 @pytest.mark.parametrize('how', ['sigkill-the-task-process', 'pg-terminate-backend'])
@@ -145,9 +153,9 @@ def test_an_ingest_task_dying_mid_page_is_retried_and_every_row_loads_once(fresh
     blocker = stack.connect()
     with blocker.cursor() as cursor:  # every COPY into the staging table now waits mid-page
         cursor.execute(f'LOCK TABLE public."{staging}" IN ACCESS EXCLUSIVE MODE')
-    backend, client_port = copy_blocked_on(stack)
+    backend, client_address, client_port = copy_blocked_on(stack)
     if how == 'sigkill-the-task-process':
-        process_with_client_port(client_port).send_signal(signal.SIGKILL)
+        process_with_connection(stack, client_address, client_port).send_signal(signal.SIGKILL)
     else:
         terminator = stack.connect()
         terminator.autocommit = True
