@@ -79,6 +79,9 @@ FINANCIAL_YEAR_FIRST_MONTH_DAY = os.environ.get('FINANCIAL_YEAR_FIRST_MONTH_DAY'
 # The datasets database: the Airflow connection id pipelines name in `target_db`
 # resolves through AIRFLOW_CONN_<ID>; DATASETS_DB_URL is the fallback outside Airflow.
 DATASETS_DB_URL = os.environ.get('DATASETS_DB_URL', '')
+# Whether the `datasets_db` connection is set in the environment (the usual way); the
+# `dataflow` command falls back to a demo's recorded database when it is not.
+AIRFLOW_CONN_DATASETS_DB = os.environ.get('AIRFLOW_CONN_DATASETS_DB', '')
 
 # Local development, demo and tests: the PostgreSQL server to create databases on.
 # When it cannot be reached, an embedded server is started instead (dataflow.demo.services).

@@ -261,6 +261,55 @@ def last_loads(conn):
     return loads
 
 
+@dataclass(frozen=True)
+class Progress:
+    """How far a run has got, for people watching it."""
+
+    fetch_state: str
+    pages_fetched: int
+    rows_fetched: int
+    pages_loaded: int
+    rows_loaded: int
+    swapped: bool
+
+    def describe(self):
+        fetched = f'fetched {self.pages_fetched} pages ({self.rows_fetched:,} rows)'
+        if self.fetch_state == FETCH_DONE:
+            fetched += ', all of them'
+        return f'{fetched}; loaded {self.pages_loaded} pages ({self.rows_loaded:,} rows)'
+
+
+def progress(conn, run_key):
+    """The run's progress, or None before it is recorded. Pages are counted from their
+    rows while the run goes on (cleanup deletes those rows; then the run's totals stand)."""
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('dataflow.runs') IS NOT NULL")
+        if not cursor.fetchone()[0]:
+            conn.commit()
+            return None
+        cursor.execute(
+            """
+            SELECT r.fetch_state, r.pages, r.rows, r.swapped_at IS NOT NULL,
+                   count(p.page_number), coalesce(sum(p.rows), 0),
+                   count(p.page_number) FILTER (WHERE p.state = %s),
+                   coalesce(sum(p.rows) FILTER (WHERE p.state = %s), 0)
+            FROM dataflow.runs r LEFT JOIN dataflow.pages p USING (run_key)
+            WHERE r.run_key = %s
+            GROUP BY r.run_key
+            """,
+            (LOADED, LOADED, run_key),
+        )
+        row = cursor.fetchone()
+    conn.commit()
+    if row is None:
+        return None
+    fetch_state, pages, rows, swapped, pages_seen, rows_seen, pages_loaded, rows_loaded = row
+    if swapped and not pages_seen:  # finished: its page rows are gone, every page was loaded
+        pages_seen = pages_loaded = pages or 0
+        rows_seen = rows_loaded = rows or 0
+    return Progress(fetch_state, pages_seen, int(rows_seen), pages_loaded, int(rows_loaded), swapped)
+
+
 def finish_run(conn, run_key):
     """Forget the run's pages and mark it finished (committed)."""
     with conn.cursor() as cursor:

@@ -1,13 +1,17 @@
 import io
 import os
+import re
 import subprocess
 import sys
 import textwrap
 import uuid
 
+import psycopg2.errors
 import pytest
 
-from dataflow import cli, ledger
+from dataflow import cli, ledger, localdb, tables
+from dataflow.pipelines import discover, discover_views
+from tests.support.postgres import server_message
 
 BROKEN = '''
 import datetime
@@ -51,17 +55,22 @@ def run(*argv):
 
 
 def test_check_passes_the_shipped_pipelines(datasets_dsn):
+    shipped = sorted([*discover().specs, *discover_views().specs])  # whatever is shipped, however many
     code, report = run('check', '--dsn', datasets_dsn)
     assert code == 0, report
-    assert 'OMISDatasetPipeline             ok' in report and '3 pipelines: 3 ok, 0 failed' in report
+    width = max(map(len, shipped)) + 2
+    assert [line for line in report.splitlines() if line.endswith(' ok')] == [f'{n:{width}}ok' for n in shipped]
+    assert f'{len(shipped)} pipelines: {len(shipped)} ok, 0 failed' in report
 
 
 def test_check_reports_what_only_postgresql_and_the_parser_catch(datasets_dsn, broken_package, datasets_conn):
     code, report = run('check', '--dsn', datasets_dsn, '--package', broken_package)
     assert code == 1
-    assert 'MoodDatasetPipeline      FAILED\n    field_mapping: PostgreSQL refuses the table: schema "reporting" does not exist' in report
+    no_schema = server_message(datasets_conn, 'CREATE TABLE t (c reporting.mood)')
+    no_column = server_message(datasets_conn, "SELECT 1 FROM pg_class WHERE no_such_column = '1'")
+    assert f'MoodDatasetPipeline      FAILED\n    field_mapping: PostgreSQL refuses the table: {no_schema}' in report
     assert "TypoDatasetPipeline      FAILED\n    field_mapping[0]: column 'id': unknown column type 'integr'" in report
-    assert 'WrongColumnViewPipeline  FAILED\n    PostgreSQL refuses the view: column "no_such_column" does not exist' in report
+    assert f'WrongColumnViewPipeline  FAILED\n    PostgreSQL refuses the view: {no_column}' in report
     assert '3 pipelines: 0 ok, 3 failed' in report
     with datasets_conn.cursor() as cursor:  # everything it tried was rolled back
         cursor.execute("SELECT count(*) FROM pg_class WHERE relname LIKE '%mood%' OR relname LIKE '_df_%'")
@@ -92,3 +101,62 @@ def test_the_dataflow_command_is_installed():
     command = os.path.join(os.path.dirname(sys.executable), 'dataflow')
     result = subprocess.run([command, 'check', '--no-database'], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_list_says_unknown_not_never_when_it_cannot_read_the_loads(monkeypatch, tmp_path):
+    monkeypatch.setattr('dataflow.constants.AIRFLOW_CONN_DATASETS_DB', '')
+    monkeypatch.setattr('dataflow.constants.DATASETS_DB_URL', '')
+    monkeypatch.setattr('dataflow.constants.DATAFLOW_STATE_DIR', str(tmp_path))  # no demo recorded here
+    code, report = run('list')
+    assert code == 0
+    assert report.startswith('(last loads unknown: no datasets database: pass --dsn, set AIRFLOW_CONN_DATASETS_DB, '
+                             'or run bin/demo)')
+    line = next(line for line in report.splitlines() if line.startswith('OMISDatasetPipeline'))
+    assert line.endswith('unknown') and 'never' not in report
+
+
+def test_commands_find_the_database_a_demo_recorded(monkeypatch, tmp_path, datasets_dsn, datasets_conn):
+    monkeypatch.setattr('dataflow.constants.AIRFLOW_CONN_DATASETS_DB', '')
+    monkeypatch.setattr('dataflow.constants.DATASETS_DB_URL', '')
+    monkeypatch.setattr('dataflow.constants.DATAFLOW_STATE_DIR', str(tmp_path))
+    localdb.record(datasets_dsn)
+    ledger.ensure_schema(datasets_conn)
+    ledger.start_run(datasets_conn, 'r#0', 'OMISDatasetPipeline', 'omis_dataset', 'stg')
+    with datasets_conn.cursor() as cursor:
+        ledger.record_load(cursor, 'r#0', None, 77, 'http://source')
+    datasets_conn.commit()
+    code, report = run('list')
+    line = next(line for line in report.splitlines() if line.startswith('OMISDatasetPipeline'))
+    assert code == 0 and line.endswith('UTC, 77 rows'), report
+
+
+def test_show_prints_columns_count_and_first_rows_read_only(datasets_dsn, datasets_conn):
+    spec = discover().specs['OMISDatasetPipeline']
+    code, report = run('show', 'OMISDatasetPipeline', '--dsn', datasets_dsn)
+    assert code == 0 and 'The table does not exist yet' in report
+    tables.create_table(datasets_conn, spec.table_name, spec.columns)
+    with datasets_conn.cursor() as cursor:
+        for n in range(5):
+            cursor.execute('INSERT INTO omis_dataset (omis_order_reference, company_name) VALUES (%s, %s)',
+                           (f'OMIS-{n}', f'Company {n}'))
+    datasets_conn.commit()
+    code, report = run('show', 'OMISDatasetPipeline', '--dsn', datasets_dsn, '--rows', '2')
+    assert code == 0
+    assert '5 rows; no load recorded' in report
+    assert re.search(r'\nomis_order_reference +character varying\(100\) PRIMARY KEY +reference\n', report)
+    assert report.count('-[ row ') == 2 and re.search(r'\ncompany_name +\| Company 0\n', report)
+    code, report = run('show', 'NoSuchDatasetPipeline', '--dsn', datasets_dsn)
+    assert code == 1 and "No dataset pipeline 'NoSuchDatasetPipeline'; there are: " in report
+
+
+def test_previews_cannot_write(datasets_conn):
+    with datasets_conn.cursor() as cursor:
+        cursor.execute('CREATE TABLE t (id int); INSERT INTO t VALUES (1)')
+    datasets_conn.commit()
+    assert tables.preview(datasets_conn, 't', 10) == (['id'], [(1,)])
+    # The same read-only transaction refuses a write, whatever a name could smuggle in.
+    with datasets_conn.cursor() as cursor:
+        cursor.execute('SET TRANSACTION READ ONLY')
+        with pytest.raises(psycopg2.errors.ReadOnlySqlTransaction):
+            cursor.execute('INSERT INTO t VALUES (2)')
+    datasets_conn.rollback()

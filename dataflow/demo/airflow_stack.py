@@ -30,6 +30,8 @@ COMPONENTS = {
     'api-server': ['api-server'],
     'scheduler': ['scheduler', '--skip-serve-logs'],
     'dag-processor': ['dag-processor'],
+    # No task defers yet, but the UI's home page reports on the triggerer's health.
+    'triggerer': ['triggerer', '--skip-serve-logs'],
     'worker': ['celery', 'worker', '--skip-serve-logs'],
 }
 
@@ -95,7 +97,7 @@ class AirflowStack:
         for name in self.components:
             self.start_component(name)
         self.api = AirflowApi(self.base_url)
-        healthy = [c.replace('-', '_') for c in ('scheduler', 'dag-processor') if c in self.components]
+        healthy = [c.replace('-', '_') for c in ('scheduler', 'dag-processor', 'triggerer') if c in self.components]
         self.api.wait_healthy(timeout=timeout, check=self._check_alive, components=('metadatabase', *healthy))
         log.info('Airflow stack up in %.1f s at %s', time.monotonic() - started, self.base_url)
         return self

