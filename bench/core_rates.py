@@ -22,14 +22,16 @@ import psycopg2
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dataflow import tables  # noqa: E402
-from dataflow.demo import services  # noqa: E402
-from dataflow.demo.omis_records import omis_record  # noqa: E402
-from dataflow.demo.source_api import DemoSource  # noqa: E402
-from dataflow.hooks.hawk import HawkClient  # noqa: E402
-from dataflow.meta.datasets_flow import OMISDatasetPipeline  # noqa: E402
-from dataflow.pipelines import dataset_pipeline_spec  # noqa: E402
-from dataflow.records import RecordRenderer  # noqa: E402
+from dataflow import settings  # noqa: E402
+from dataflow.definitions.datasets import dataset_pipeline_spec  # noqa: E402
+from dataflow.load import catalog, ddl  # noqa: E402
+from dataflow.load.copy import RecordRenderer, copy_page, copy_statement  # noqa: E402
+from dataflow.load.strategies.replace import staging_table_name  # noqa: E402
+from dataflow.pipelines.datasets import OMISDatasetPipeline  # noqa: E402
+from dataflow.sources.connection import hawk_source  # noqa: E402
+from devstack import services  # noqa: E402
+from devstack.omis_records import omis_record  # noqa: E402
+from devstack.source_api import DemoSource  # noqa: E402
 
 HAWK_ID = 'bench'
 
@@ -60,7 +62,7 @@ def main():
     renderer = RecordRenderer(spec.columns)
     figures = {}
     try:
-        client = HawkClient(HAWK_ID, hawk_key)
+        client = hawk_source(HAWK_ID, hawk_key, 'sha256', settings.current())
         client.get_page(url)  # open the connection
         # Timed as a task runs it: one page alive at a time. Keeping every page would
         # make the cyclic GC rescan a growing heap, a cost the tasks never pay.
@@ -85,35 +87,35 @@ def main():
         conn = psycopg2.connect(dsn)
 
         def timed_copy(name, work):
-            table = tables.staging_table_name(spec.table_name, name)
-            tables.create_table(conn, table, spec.columns)
+            table = staging_table_name(spec.table_name, name)
+            ddl.create_table(conn, table, spec.columns)
             conn.commit()
             started = time.perf_counter()
             with conn.cursor() as cursor:
                 work(cursor, table)
             conn.commit()
             elapsed = time.perf_counter() - started
-            assert tables.row_count(conn, table) == rows
+            assert catalog.row_count(conn, table) == rows
             return elapsed
 
         figures['COPY of rendered pages'] = timed_copy('copy', lambda cur, t: [
-            cur.copy_expert(tables.copy_statement(t, spec.columns), io.BytesIO(p)) for p in payloads])
+            cur.copy_expert(copy_statement(t, spec.columns), io.BytesIO(p)) for p in payloads])
         figures['render + COPY'] = timed_copy('render-copy', lambda cur, t: [
-            tables.copy_page(cur, t, renderer, p.results, p.url) for p in pages])
+            copy_page(cur, t, renderer, p.results, p.url) for p in pages])
 
         with tempfile.NamedTemporaryFile(suffix='.copy') as rendered:
             for payload in payloads:
                 rendered.write(payload)
             rendered.flush()
-            table = tables.staging_table_name(spec.table_name, 'psql')
-            tables.create_table(conn, table, spec.columns)
+            table = staging_table_name(spec.table_name, 'psql')
+            ddl.create_table(conn, table, spec.columns)
             conn.commit()
             columns = ', '.join(f'"{c.name}"' for c in spec.columns)
             command = f"\\copy \"{table}\" ({columns}) FROM '{rendered.name}'"
             started = time.perf_counter()
             subprocess.run(['psql', dsn, '-v', 'ON_ERROR_STOP=1', '-qc', command], check=True)
             figures['psql \\copy (reference)'] = time.perf_counter() - started
-            assert tables.row_count(conn, table) == rows
+            assert catalog.row_count(conn, table) == rows
         conn.close()
 
     reference = rate(rows, figures['psql \\copy (reference)'])

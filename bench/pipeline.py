@@ -6,8 +6,8 @@ Celery worker), against a single-process baseline measured in the same run.
 
 For each N it serves N OMIS-shaped rows (about 900 bytes of JSON each, with nulls,
 timestamps, unicode) from the Hawk demo source in a process of its own, then:
-- the baseline: one process fetching every page with the same Hawk checks and COPYing it
-  into a table (dataflow.sync);
+- the baseline: one process, one thread, fetching every page with the same Hawk checks
+  and COPYing it into a staging table, then swapping it in (`serial_baseline` below);
 - the pipeline: triggers OMISDatasetPipeline and reads its tasks' summaries.
 It prints rows/s end to end (trigger to swapped) and as a ratio to the baseline, the time
 of each stage, the peak RSS of the fetch and ingest task processes, and how long the swap
@@ -34,14 +34,17 @@ import psycopg2
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dataflow.demo import services  # noqa: E402
-from dataflow.demo.airflow_stack import AirflowStack  # noqa: E402
-from dataflow.demo.omis_records import omis_record  # noqa: E402
-from dataflow.demo.source_api import DemoSource  # noqa: E402
-from dataflow.hooks.hawk import HawkClient  # noqa: E402
-from dataflow.meta.datasets_flow import OMISDatasetPipeline  # noqa: E402
-from dataflow.pipelines import dataset_pipeline_spec  # noqa: E402
-from dataflow.sync import sync  # noqa: E402
+from dataflow import settings  # noqa: E402
+from dataflow.definitions.datasets import dataset_pipeline_spec  # noqa: E402
+from dataflow.load import ddl  # noqa: E402
+from dataflow.load.copy import RecordRenderer, copy_page  # noqa: E402
+from dataflow.load.strategies.replace import staging_table_name, swap  # noqa: E402
+from dataflow.pipelines.datasets import OMISDatasetPipeline  # noqa: E402
+from dataflow.sources.connection import hawk_source  # noqa: E402
+from devstack import services  # noqa: E402
+from devstack.airflow_stack import AirflowStack  # noqa: E402
+from devstack.omis_records import omis_record  # noqa: E402
+from devstack.source_api import DemoSource  # noqa: E402
 
 DAG_ID = 'OMISDatasetPipeline'
 HAWK_ID = 'bench'
@@ -157,15 +160,30 @@ def run_pipeline(stack, rows, profile_to=None):
     }
 
 
+def serial_baseline(spec, client, conn):
+    """One thread doing what the pipeline does, one page after another: fetch (with the same
+    Hawk checks), render, COPY into a staging table; then swap it in. Rows per second."""
+    started = time.perf_counter()
+    staging = staging_table_name(spec.table_name, secrets.token_hex(4))
+    renderer = RecordRenderer(spec.columns)
+    ddl.create_table(conn, staging, spec.columns)
+    rows = 0
+    with conn.cursor() as cursor:
+        for page in client.pages(spec.source_url):
+            rows += copy_page(cursor, staging, renderer, page.results, page.url)
+    conn.commit()
+    swap(conn, staging, spec.table_name)
+    return rows / (time.perf_counter() - started)
+
+
 def run_baseline(source_url, hawk_key, datasets_dsn):
     spec = dataset_pipeline_spec(type(DAG_ID, (OMISDatasetPipeline,), {
         'source_url': f'{source_url}/v4/dataset/omis-dataset', 'table_name': 'omis_baseline', 'min_rows_ratio': None}))
     conn = psycopg2.connect(datasets_dsn)
     try:
-        result = sync(spec, HawkClient(HAWK_ID, hawk_key), conn, run_id=secrets.token_hex(4))
+        return serial_baseline(spec, hawk_source(HAWK_ID, hawk_key, 'sha256', settings.current()), conn)
     finally:
         conn.close()
-    return result.rows / result.seconds
 
 
 def report(rows, baseline, pipeline):
@@ -220,7 +238,7 @@ def main():
         with open(os.path.join(dags, 'dataset_pipelines.py'), 'w') as dag_file:
             # Airflow parses only files that mention both "airflow" and "dag".
             dag_file.write('# The real airflow DAGs of data-flow.\n'
-                           'from dataflow.dags.dataset_pipelines import *  # noqa: F401,F403\n')
+                           'from dataflow.airflow.dags.dataset_pipelines import *  # noqa: F401,F403\n')
         with services.postgres_server() as admin_dsn, services.redis_server() as redis_url, \
                 services.scratch_database(admin_dsn, 'dataflow_bench_meta') as metadata_dsn, \
                 services.scratch_database(admin_dsn, 'dataflow_bench_data') as datasets_dsn, \
@@ -231,7 +249,9 @@ def main():
                 broker_key_prefix=f'dataflow-bench-{secrets.token_hex(4)}:', dags_folder=dags,
                 env={'HAWK_ID': HAWK_ID, 'HAWK_KEY': hawk_key, 'DATAHUB_BASE_URL': f'http://127.0.0.1:{source_port}',
                      'AIRFLOW_CONN_DATASETS_DB': services.url_for(datasets_dsn), 'PIPELINE_SCHEDULES_ENABLED': 'false',
-                     'INGEST_TASK_CONCURRENCY': str(args.ingest_concurrency)},
+                     'INGEST_TASK_CONCURRENCY': str(args.ingest_concurrency),
+                     # The hand-off DAG imports devstack, which is not installed: it is found here.
+                     'PYTHONPATH': os.path.dirname(HERE)},
             )
             with stack:
                 stack.api.wait_dag(DAG_ID)

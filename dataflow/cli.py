@@ -1,24 +1,41 @@
 """The `dataflow` command.
 
-    dataflow check [--dsn DSN | --no-database]   validate every pipeline class; exit 1 on any problem
-    dataflow list [--dsn DSN]                    pipelines, schedules, targets and last loads
-    dataflow show PIPELINE [--rows N] [--dsn DSN]  a dataset's columns, row count, last load, first rows
+    dataflow check [--dsn DSN | --no-database]      validate every pipeline class; exit 1 on any problem
+    dataflow list [--dsn DSN]                       pipelines, schedules, targets and last loads
+    dataflow show PIPELINE [--rows N] [--dsn DSN]   a dataset's columns, row count, last load, first rows
+    dataflow run PIPELINE [--dsn DSN]               run a dataset pipeline once, in this process
 
 The datasets database is, in this order: --dsn; the `datasets_db` Airflow connection
-(AIRFLOW_CONN_DATASETS_DB); the database a demo run recorded (dataflow.localdb), its
+(AIRFLOW_CONN_DATASETS_DB); the database a demo run recorded (dataflow.load.localdb), its
 embedded server started for the command when the demo has stopped.
 """
+
+from __future__ import annotations
 
 import argparse
 import contextlib
 import sys
+from collections.abc import Iterator, Sequence
+from typing import TextIO
 
 import psycopg2
+from psycopg2.extensions import connection as Connection
 
-from dataflow import constants, ledger, localdb, tables, views
-from dataflow.errors import DataflowError
-from dataflow.hooks import datasets_db
-from dataflow.pipelines import PIPELINES_PACKAGE, discover, discover_views
+from dataflow import settings
+from dataflow.definitions.datasets import DatasetPipelineSpec
+from dataflow.definitions.discovery import PIPELINES_PACKAGE, discover, discover_views
+from dataflow.definitions.templates import render_where_clause, template_context
+from dataflow.definitions.views import ViewPipelineSpec
+from dataflow.errors import DataflowError, DefinitionError, RunFailed
+from dataflow.load import catalog, localdb
+from dataflow.load.connection import Connect, connector
+from dataflow.load.ddl import create_table
+from dataflow.load.strategies.replace import ReplaceStrategy, staging_table_name
+from dataflow.load.views import create_view_statement
+from dataflow.runs import ledger, local
+from dataflow.runs.pagestore import MemoryPageStore
+from dataflow.runs.steps import Ports
+from dataflow.sources.connection import hawk_source
 
 OK, FAILED = 'ok', 'FAILED'
 
@@ -28,66 +45,74 @@ class NoDatabase(DataflowError):
 
 
 @contextlib.contextmanager
-def _connection(args):
-    """A connection to the datasets database (see the module's docstring), closed on exit."""
+def _connector(args: argparse.Namespace) -> Iterator[Connect]:
+    """The datasets database (see the module's docstring), for as long as it is needed."""
     if args.dsn:
-        conn = psycopg2.connect(args.dsn)
-    elif constants.AIRFLOW_CONN_DATASETS_DB or constants.DATASETS_DB_URL:
-        conn = datasets_db.connect('datasets_db')
+        yield connector(args.dsn)
+    elif settings.current().airflow_conn_datasets_db:
+        from dataflow.airflow.connections import connector_for  # loads Airflow: only when needed
+
+        yield connector_for('datasets_db')
     else:
         with localdb.recorded_database() as dsn:
             if dsn is None:
                 raise NoDatabase('no datasets database: pass --dsn, set AIRFLOW_CONN_DATASETS_DB, or run bin/demo')
-            conn = psycopg2.connect(dsn)
-            try:
-                yield conn
-            finally:
-                conn.close()
-            return
-    try:
-        yield conn
-    finally:
-        conn.close()
+            yield connector(dsn)
 
 
-def _database_problems(conn, dataset_specs, view_specs):
+@contextlib.contextmanager
+def _connection(args: argparse.Namespace) -> Iterator[Connection]:
+    with _connector(args) as connect:
+        conn = connect()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+
+def _database_problems(conn: Connection, dataset_specs: Sequence[DatasetPipelineSpec],
+                       view_specs: Sequence[ViewPipelineSpec]) -> dict[str, list[str]]:
     """{pipeline name: [problem]} from PostgreSQL itself, in transactions rolled back."""
-    problems = {}
+    problems: dict[str, list[str]] = {}
     for spec in dataset_specs:
         try:
-            tables.create_table(conn, tables.staging_table_name(spec.table_name, 'dataflow-check'), spec.columns)
+            create_table(conn, staging_table_name(spec.table_name, 'dataflow-check'), spec.columns)
         except psycopg2.Error as exc:
             problems.setdefault(spec.name, []).append(f'field_mapping: PostgreSQL refuses the table: '
                                                       f'{exc.diag.message_primary}')
         finally:
             conn.rollback()
-    for spec in view_specs:
+    if view_specs:
+        from dataflow.airflow.templates import airflow_macros  # loads Airflow: only when there are views
+
+        macros = airflow_macros()
+    for view in view_specs:
         try:
-            where = views.render_where_clause(spec, views.template_context(spec.start_date, params=spec.params))
-            if not tables.table_exists(conn, spec.dataset.table_name):
-                tables.create_table(conn, spec.dataset.table_name, spec.dataset.columns)
+            where = render_where_clause(view, template_context(view.start_date, macros, params=view.params))
+            if not catalog.table_exists(conn, view.dataset.table_name):
+                create_table(conn, view.dataset.table_name, view.dataset.columns)
             with conn.cursor() as cursor:
-                cursor.execute(views.create_view_statement(f'_df_check_{spec.view_name}', spec, where))
+                cursor.execute(create_view_statement(f'_df_check_{view.view_name}', view, where))
         except DataflowError as exc:
-            problems.setdefault(spec.name, []).append(str(exc))
+            problems.setdefault(view.name, []).append(str(exc))
         except psycopg2.Error as exc:
-            problems.setdefault(spec.name, []).append(f'PostgreSQL refuses the view: {exc.diag.message_primary}')
+            problems.setdefault(view.name, []).append(f'PostgreSQL refuses the view: {exc.diag.message_primary}')
         finally:
             conn.rollback()
     return problems
 
 
-def _indented(text, indent='    '):
+def _indented(text: str, indent: str = '    ') -> str:
     """A problem under its pipeline's name: continuation lines (a caret under a column
     type) keep their place under the first line."""
     return '\n'.join(indent + line for line in text.splitlines())
 
 
-def check(args, out):
+def check(args: argparse.Namespace, out: TextIO) -> int:
     datasets, view_pipelines = discover(package=args.package), discover_views(package=args.package)
-    problems = {}
+    problems: dict[str, list[str]] = {}
     for name, error in {**datasets.errors, **view_pipelines.errors}.items():
-        problems[name] = [f'{a}: {p}' for a, p in error.problems] if hasattr(error, 'problems') else [
+        problems[name] = [f'{a}: {p}' for a, p in error.problems] if isinstance(error, DefinitionError) else [
             f'does not import: {type(error).__name__}: {error}']
     notes = []
     if args.no_database:
@@ -95,8 +120,8 @@ def check(args, out):
     else:
         try:
             with _connection(args) as conn:
-                for name, found in _database_problems(conn, datasets.specs.values(),
-                                                      view_pipelines.specs.values()).items():
+                for name, found in _database_problems(conn, list(datasets.specs.values()),
+                                                      list(view_pipelines.specs.values())).items():
                     problems.setdefault(name, []).extend(found)
         except (psycopg2.Error, DataflowError) as exc:
             print(f'Cannot reach the datasets database to check column types and views: {exc}'.strip(), file=out)
@@ -114,13 +139,13 @@ def check(args, out):
     return 1 if failed else 0
 
 
-def _table(rows, out):
+def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print('  '.join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip(), file=out)
 
 
-def list_pipelines(args, out):
+def list_pipelines(args: argparse.Namespace, out: TextIO) -> int:
     datasets, view_pipelines = discover(package=args.package), discover_views(package=args.package)
     loads = None
     try:
@@ -133,8 +158,8 @@ def list_pipelines(args, out):
         last = None if loads is None else loads.get(spec.table_name)
         when = 'unknown' if loads is None else f'{last[0]:%Y-%m-%d %H:%M} UTC, {last[1]} rows' if last else 'never'
         rows.append((spec.name, 'dataset', str(spec.schedule), f'{spec.target_db}: {spec.table_name}', when))
-    for spec in view_pipelines.specs.values():
-        rows.append((spec.name, 'view', str(spec.schedule), f'{spec.dataset.target_db}: {spec.view_name}_YYYY_MM_DD',
+    for view in view_pipelines.specs.values():
+        rows.append((view.name, 'view', str(view.schedule), f'{view.dataset.target_db}: {view.view_name}_YYYY_MM_DD',
                      '-'))
     for name in {**datasets.errors, **view_pipelines.errors}:
         rows.append((name, 'INVALID', '-', '-', 'run `dataflow check`'))
@@ -142,12 +167,8 @@ def list_pipelines(args, out):
     return 0
 
 
-def _cell(value):
-    text = 'NULL' if value is None else str(value)
-    return text if len(text) <= 80 else text[:79] + '…'
-
-
-def show(args, out):
+def _dataset(args: argparse.Namespace, out: TextIO) -> DatasetPipelineSpec | None:
+    """The dataset pipeline the command names, or None having said why not."""
     datasets = discover(package=args.package)
     spec = datasets.specs.get(args.pipeline)
     if spec is None:
@@ -155,17 +176,28 @@ def show(args, out):
             print(f'{args.pipeline} is not valid: {datasets.errors[args.pipeline]}', file=out)
         else:
             print(f'No dataset pipeline {args.pipeline!r}; there are: {", ".join(sorted(datasets.specs))}', file=out)
+    return spec
+
+
+def _cell(value: object) -> str:
+    text = 'NULL' if value is None else str(value)
+    return text if len(text) <= 80 else text[:79] + '…'
+
+
+def show(args: argparse.Namespace, out: TextIO) -> int:
+    spec = _dataset(args, out)
+    if spec is None:
         return 1
     try:
         with _connection(args) as conn:
-            exists = tables.table_exists(conn, spec.table_name)
-            count = tables.row_count(conn, spec.table_name) if exists else None
+            exists = catalog.table_exists(conn, spec.table_name)
+            count = catalog.row_count(conn, spec.table_name) if exists else 0
             last = ledger.last_loads(conn).get(spec.table_name)
-            names, rows = tables.preview(conn, spec.table_name, args.rows) if exists else ((), ())
+            names, rows = catalog.preview(conn, spec.table_name, args.rows) if exists else ([], [])
     except (psycopg2.Error, DataflowError) as exc:
         print(f'Cannot read the datasets database: {str(exc).strip()}', file=out)
         return 2
-    print(f'{spec.name}: {spec.source_url} -> {tables.DEFAULT_SCHEMA}.{spec.table_name}', file=out)
+    print(f'{spec.name}: {spec.source_url} -> {catalog.DEFAULT_SCHEMA}.{spec.table_name}', file=out)
     if not exists:
         print('The table does not exist yet: the pipeline has not loaded it.', file=out)
     else:
@@ -180,24 +212,62 @@ def show(args, out):
     return 0
 
 
-def main(argv=None, out=None):
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    spec = _dataset(args, out)
+    if spec is None:
+        return 1
+    config = settings.current()
+    on_terminal = out.isatty()
+
+    def progress(found: ledger.Progress, seconds: float) -> None:
+        line = f'{found.describe()}; {found.rows_loaded / seconds if seconds else 0:,.0f} rows/s'
+        print(f'\r{line}\033[K', end='', file=out, flush=True)
+
+    try:
+        with _connector(args) as connect:
+            source = hawk_source(config.hawk_id, config.hawk_key, config.hawk_algorithm, config)
+            ports = Ports(connect, source, MemoryPageStore(), ReplaceStrategy())
+            result = local.run(spec, ports, ingest_threads=args.ingest_threads,
+                               progress=progress if on_terminal else None)
+    except (RunFailed, DataflowError, psycopg2.Error) as exc:
+        print(('\n' if on_terminal else '') + f'{spec.name} failed: {str(exc).strip()}', file=out)
+        return 1
+    published = result.published
+    print(('\n' if on_terminal else '') +
+          f'{spec.name}: loaded {result.rows:,} rows in {result.pages} pages in {result.seconds:.1f} s '
+          f'({result.rows / result.seconds if result.seconds else 0:,.0f} rows/s); {spec.table_name}: '
+          f'{"no table" if published["rows_before"] is None else published["rows_before"]} -> '
+          f'{published["rows_after"]} rows', file=out)
+    return 0
+
+
+COMMANDS = {
+    'check': (check, 'validate every pipeline class'),
+    'list': (list_pipelines, 'list pipelines and last loads'),
+    'show': (show, "a dataset's columns, row count, last load and first rows"),
+    'run': (run, 'run a dataset pipeline once, in this process (as Airflow would, without Airflow)'),
+}
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     parser = argparse.ArgumentParser(prog='dataflow', description='data-flow pipelines')
     commands = parser.add_subparsers(dest='command', required=True)
-    helps = {'check': 'validate every pipeline class', 'list': 'list pipelines and last loads',
-             'show': "a dataset's columns, row count, last load and first rows"}
-    for name, help_text in helps.items():
+    for name, (_, help_text) in COMMANDS.items():
         command = commands.add_parser(name, help=help_text)
         command.add_argument('--dsn', help='the datasets database (default: the datasets_db Airflow connection, '
                                            'else the demo\'s)')
         command.add_argument('--package', default=PIPELINES_PACKAGE, help=argparse.SUPPRESS)
         if name == 'check':
             command.add_argument('--no-database', action='store_true', help='skip the checks PostgreSQL does')
-        if name == 'show':
+        if name in ('show', 'run'):
             command.add_argument('pipeline', help='a dataset pipeline class name, e.g. OMISDatasetPipeline')
+        if name == 'show':
             command.add_argument('--rows', type=int, default=3, help='how many rows to show (default 3)')
+        if name == 'run':
+            command.add_argument('--ingest-threads', type=int, default=2, help='threads loading pages (default 2)')
     args = parser.parse_args(argv)
-    return {'check': check, 'list': list_pipelines, 'show': show}[args.command](args, out)
+    return COMMANDS[args.command][0](args, out)
 
 
 if __name__ == '__main__':

@@ -13,13 +13,9 @@ if 'AIRFLOW_HOME' not in os.environ:
 import psycopg2  # noqa: E402
 import pytest  # noqa: E402
 
-from dataflow.demo import services  # noqa: E402
-from dataflow.demo.source_api import DemoSource  # noqa: E402
-from dataflow.hooks.hawk import HawkClient  # noqa: E402
-
-# Credentials the tests' sources and clients share. Never a real deployment's.
-TEST_HAWK_ID = 'test-hawk-id'
-TEST_HAWK_KEY = 'test-hawk-key-3f9a8b7c6d5e4f3a2b1c'
+from devstack import services  # noqa: E402
+from devstack.source_api import DemoSource  # noqa: E402
+from tests.support.sources import TEST_HAWK_ID, TEST_HAWK_KEY, hawk_client as new_hawk_client  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -71,5 +67,5 @@ def source():
 
 @pytest.fixture
 def hawk_client():
-    return HawkClient(TEST_HAWK_ID, TEST_HAWK_KEY, read_timeout=5, max_attempts=3,
-                      backoff_base=0.01, backoff_max=0.05)
+    """A Hawk client of `source` with quick retries."""
+    return new_hawk_client()

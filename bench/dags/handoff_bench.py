@@ -8,11 +8,11 @@ import orjson
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, Variable
 
-from dataflow import handoff
-from dataflow.demo.omis_records import omis_record
-from dataflow.meta.datasets_flow import OMISDatasetPipeline
-from dataflow.pipelines import dataset_pipeline_spec
-from dataflow.records import RecordRenderer
+from dataflow.definitions.datasets import dataset_pipeline_spec
+from dataflow.load.copy import RecordRenderer
+from dataflow.pipelines.datasets import OMISDatasetPipeline
+from dataflow.runs import pagestore as handoff
+from devstack.omis_records import omis_record
 
 
 def measure(pages=30, **_):

@@ -7,22 +7,24 @@
                       (e.g. `python -m dataflow.deploy airflow users create ...` over cf ssh)
 """
 
+from __future__ import annotations
+
 import logging
 import os
 import subprocess
 import sys
 
-from dataflow.constants import ConfigurationError
 from dataflow.deploy import environment, supervisor
+from dataflow.errors import ConfigurationError
 
 log = logging.getLogger('dataflow.deploy')
 
 
-def airflow(*args):
+def airflow(*args: str) -> list[str]:
     return [os.path.join(os.path.dirname(sys.executable), 'airflow'), *args]
 
 
-def run_master(env):
+def run_master(env: dict[str, str]) -> int:
     log.info('migrating the metadata database')
     subprocess.run(airflow('db', 'migrate'), env=env, check=True)
     return supervisor.supervise({
@@ -35,14 +37,14 @@ def run_master(env):
     }, env)
 
 
-def run_worker(env):
+def run_worker(env: dict[str, str]) -> int:
     argv = airflow('celery', 'worker', '--celery-hostname', f'celery@{environment.hostname()}')
     if env.get('AIRFLOW__LOGGING__REMOTE_LOGGING', '').lower() == 'true':
         argv.append('--skip-serve-logs')  # logs go to S3; nothing to serve
     os.execvpe(argv[0], argv, env)
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(name)s %(levelname)s %(message)s')
     if not argv or argv[0] not in ('master', 'worker', 'airflow'):

@@ -6,14 +6,19 @@ fail naming the replacement where it has none. The secrets every component must 
 are required outside DEBUG, with a clear error at start.
 """
 
+from __future__ import annotations
+
 import json
 import logging
 import os
 import socket
+from collections.abc import Mapping
+from typing import Any
 
-from dataflow import constants
-from dataflow.constants import ConfigurationError
+from dataflow import settings
 from dataflow.deploy import vcap
+from dataflow.errors import ConfigurationError
+from dataflow.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +57,10 @@ WORKER_AIRFLOW_SETTINGS = (
 WORKER_AIRFLOW_SECTIONS = ('AIRFLOW__CELERY__', 'AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__', 'AIRFLOW__LOGGING__',
                            'AIRFLOW__WORKERS__')
 AUTH_SETTINGS = {
-    # Single sign-on through the FAB auth manager, configured by dataflow/webserver_config.py.
+    # Single sign-on through the FAB auth manager, configured by dataflow/web/webserver_config.py.
     'sso': {
         'AIRFLOW__CORE__AUTH_MANAGER': 'airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager',
-        'AIRFLOW__FAB__CONFIG_FILE': os.path.join(PACKAGE_ROOT, 'dataflow', 'webserver_config.py'),
+        'AIRFLOW__FAB__CONFIG_FILE': os.path.join(PACKAGE_ROOT, 'dataflow', 'web', 'webserver_config.py'),
     },
     # No sign-in, every visitor an admin: local development, the demo and tests only.
     'local': {
@@ -67,26 +72,27 @@ AUTH_SETTINGS = {
 LOCAL_AUTH = 'local'  # SSO_PROVIDER=local: no sign-in, needs DEBUG=true
 
 
-def application(raw=None):
+def application(raw: str | None = None) -> dict[str, Any]:
     """VCAP_APPLICATION as a dict ({} outside Cloud Foundry)."""
-    raw = constants.VCAP_APPLICATION if raw is None else raw
+    raw = settings.current().vcap_application if raw is None else raw
     try:
         return json.loads(raw) if raw else {}
     except json.JSONDecodeError as exc:
         raise ConfigurationError(f'VCAP_APPLICATION is not JSON: {exc}') from None
 
 
-def hostname():
+def hostname() -> str:
     """The name task instances and Celery record for this instance: '<app>-<index>' on
     Cloud Foundry, whose containers all look alike; the host's name elsewhere.
     Airflow calls it through [core] hostname_callable."""
     name = application().get('application_name')
-    if name and constants.CF_INSTANCE_INDEX != '':
-        return f'{name}-{constants.CF_INSTANCE_INDEX}'
+    index = settings.current().cf_instance_index
+    if name and index != '':
+        return f'{name}-{index}'
     return socket.getfqdn()
 
 
-def _map_legacy(environ, warnings):
+def _map_legacy(environ: dict[str, str], warnings: list[str]) -> None:
     for old, new in RENAMED.items():
         if old not in environ:
             continue
@@ -99,36 +105,37 @@ def _map_legacy(environ, warnings):
             raise ConfigurationError(f'{old} is not used by Airflow 3: {instead}')
 
 
-def build(role, environ=None):
-    """(environment, warnings) for a master or worker process."""
-    environ = dict(constants.process_environment() if environ is None else environ)
-    warnings = []
+def build(role: str, environ: Mapping[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
+    """(environment, warnings) for a master or worker process started with `environ`."""
+    environ = dict(settings.process_environment() if environ is None else environ)
+    warnings: list[str] = []
     _map_legacy(environ, warnings)
-    for name, value in vcap.settings(environ.get('VCAP_SERVICES', '')).items():
+    config = Settings.from_environ(environ)
+    for name, value in vcap.settings(config.vcap_services).items():
         environ.setdefault(name, value)
 
     environ.setdefault('AIRFLOW__CORE__EXECUTOR', 'CeleryExecutor')
-    environ.setdefault('AIRFLOW__CORE__DAGS_FOLDER', os.path.join(PACKAGE_ROOT, 'dataflow', 'dags'))
+    environ.setdefault('AIRFLOW__CORE__DAGS_FOLDER', os.path.join(PACKAGE_ROOT, 'dataflow', 'airflow', 'dags'))
     environ.setdefault('AIRFLOW__CORE__LOAD_EXAMPLES', 'False')
     environ.setdefault('AIRFLOW__CORE__HOSTNAME_CALLABLE', 'dataflow.deploy.environment.hostname')
     environ.setdefault('AIRFLOW_HOME', os.path.join(environ.get('HOME', PACKAGE_ROOT), 'airflow'))
     # Airflow's processes import dataflow from the app's directory.
     environ['PYTHONPATH'] = os.pathsep.join(p for p in (PACKAGE_ROOT, environ.get('PYTHONPATH')) if p)
 
-    master_url = environ.get('DATAFLOW_MASTER_URL', '').rstrip('/')
+    master_url = config.dataflow_master_url
     if role == MASTER:
-        port = environ.get('PORT') or '8080'
+        port = config.port or '8080'
         environ.setdefault('AIRFLOW__API__PORT', port)
-        uris = application(environ.get('VCAP_APPLICATION', '')).get('application_uris')
+        uris = application(config.vcap_application).get('application_uris')
         if 'AIRFLOW__API__BASE_URL' not in environ:
             environ['AIRFLOW__API__BASE_URL'] = f'https://{uris[0]}' if uris else f'http://127.0.0.1:{port}'
         master_url = master_url or f'http://127.0.0.1:{port}'
-        for name, value in _auth_settings(environ).items():
+        for name, value in _auth_settings(config).items():
             environ.setdefault(name, value)
     if master_url:
         environ.setdefault('AIRFLOW__CORE__EXECUTION_API_SERVER_URL', f'{master_url}/execution/')
 
-    missing = [name for name in _required(role) if not environ.get(name)]
+    missing = [name for name in _required(role, config) if not environ.get(name)]
     if missing:
         raise ConfigurationError(_missing_message(role, missing))
     if role == WORKER:
@@ -136,28 +143,28 @@ def build(role, environ=None):
     return environ, warnings
 
 
-def _auth_settings(environ):
-    if environ.get('SSO_PROVIDER', '').strip().lower() != LOCAL_AUTH:
+def _auth_settings(config: Settings) -> dict[str, str]:
+    if config.sso_provider != LOCAL_AUTH:
         # Cloud Foundry's router terminates TLS and says so in X-Forwarded-Proto/Host.
         return {**AUTH_SETTINGS['sso'], 'AIRFLOW__FAB__ENABLE_PROXY_FIX': 'True'}
-    if environ.get('DEBUG', '').strip().lower() not in ('1', 'true', 'yes', 'on'):
+    if not config.debug:
         raise ConfigurationError('SSO_PROVIDER=local lets anyone in as an admin: it is for local development '
                                  'and needs DEBUG=true')
     return AUTH_SETTINGS['local']
 
 
-def _required(role):
+def _required(role: str, config: Settings) -> list[str]:
     needed = ['AIRFLOW__CELERY__BROKER_URL', 'AIRFLOW__CELERY__RESULT_BACKEND', 'AIRFLOW_CONN_DATASETS_DB']
     if role == MASTER:
         needed.append('AIRFLOW__DATABASE__SQL_ALCHEMY_CONN')
-        if not constants.DEBUG:
+        if not config.debug:
             needed += list(SHARED_SECRETS)
     else:
         needed.append('AIRFLOW__CORE__EXECUTION_API_SERVER_URL')
     return needed
 
 
-def _missing_message(role, missing):
+def _missing_message(role: str, missing: list[str]) -> str:
     lines = [f'the {role} cannot start; these settings are missing:']
     for name in missing:
         if name in SHARED_SECRETS:
@@ -170,6 +177,6 @@ def _missing_message(role, missing):
     return '\n'.join(lines)
 
 
-def _trimmed_for_worker(environ):
+def _trimmed_for_worker(environ: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in environ.items()
             if not k.startswith('AIRFLOW__') or k in WORKER_AIRFLOW_SETTINGS or k.startswith(WORKER_AIRFLOW_SECTIONS)}

@@ -2,22 +2,25 @@
 stopped and the unit exits with its code, so the platform (Cloud Foundry restarts the
 instance) notices. SIGTERM and SIGINT are passed on to every process."""
 
+from __future__ import annotations
+
 import logging
 import os
 import signal
 import subprocess
 import time
+from types import FrameType
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_SECONDS = 30
 
 
-def supervise(commands, env):
+def supervise(commands: dict[str, list[str]], env: dict[str, str]) -> int:
     """Run {name: argv} until one exits or a stop signal comes; return the exit code."""
-    processes = {}
-    stopping = []
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    stopping: list[int] = []
 
-    def on_signal(signum, _frame):
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
         stopping.append(signum)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -41,7 +44,7 @@ def supervise(commands, env):
             signal.signal(signum, handler)
 
 
-def _stop_all(processes):
+def _stop_all(processes: dict[str, subprocess.Popen[bytes]]) -> None:
     running = [p for p in processes.values() if p.poll() is None]
     for process in running:
         _signal_group(process, signal.SIGTERM)
@@ -54,7 +57,7 @@ def _stop_all(processes):
             process.wait()
 
 
-def _signal_group(process, signum):
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
     try:
         os.killpg(process.pid, signum)
     except ProcessLookupError:

@@ -7,10 +7,15 @@ URLs are built from the credentials' parts with every part URL-escaped, so passw
 with '@', '/', '%' or ':' survive.
 """
 
+from __future__ import annotations
+
 import json
 import urllib.parse
+from typing import Any
 
-from dataflow.constants import ConfigurationError
+from dataflow.errors import ConfigurationError
+
+Service = dict[str, Any]
 
 POSTGRES_LABELS = ('postgres', 'postgresql', 'elephantsql')
 REDIS_LABELS = ('redis',)
@@ -18,7 +23,7 @@ S3_LABELS = ('aws-s3-bucket',)
 LOGS_CONNECTION_ID = 'dataflow_logs_s3'
 
 
-def parse(raw):
+def parse(raw: str) -> dict[str, list[Service]]:
     """The services in a VCAP_SERVICES value: {label: [service, ...]}."""
     if not raw:
         return {}
@@ -31,25 +36,25 @@ def parse(raw):
     return services
 
 
-def _first(services, labels):
+def _first(services: dict[str, list[Service]], labels: tuple[str, ...]) -> Service | None:
     for label in labels:
         for service in services.get(label) or ():
             return service
     return None
 
 
-def _quote(value):
+def _quote(value: object) -> str:
     return urllib.parse.quote(str(value), safe='')
 
 
-def _credentials(service, what):
+def _credentials(service: Service, what: str) -> dict[str, Any]:
     credentials = service.get('credentials') or {}
     if not credentials:
         raise ConfigurationError(f'VCAP_SERVICES: the {what} service {service.get("name")!r} has no credentials')
     return credentials
 
 
-def _from_uri(uri, what, name):
+def _from_uri(uri: str, what: str, name: str | None) -> dict[str, Any]:
     parsed = urllib.parse.urlsplit(uri)
     if not parsed.hostname:
         raise ConfigurationError(f'VCAP_SERVICES: the {what} service {name!r} has no host in its uri')
@@ -60,7 +65,7 @@ def _from_uri(uri, what, name):
     }
 
 
-def _parts(service, what):
+def _parts(service: Service, what: str) -> dict[str, Any]:
     credentials = _credentials(service, what)
     if credentials.get('host'):
         return {**credentials, 'scheme': urllib.parse.urlsplit(credentials.get('uri', '')).scheme}
@@ -69,7 +74,7 @@ def _parts(service, what):
     raise ConfigurationError(f'VCAP_SERVICES: the {what} service {service.get("name")!r} has neither host nor uri')
 
 
-def postgres_url(service, scheme='postgresql'):
+def postgres_url(service: Service, scheme: str = 'postgresql') -> str:
     parts = _parts(service, 'PostgreSQL')
     user = _quote(parts.get('username', ''))
     password = parts.get('password')
@@ -78,7 +83,7 @@ def postgres_url(service, scheme='postgresql'):
     return f'{scheme}://{auth}{parts["host"]}{port}/{_quote(parts.get("name", ""))}'
 
 
-def redis_url(service):
+def redis_url(service: Service) -> str:
     parts = _parts(service, 'Redis')
     tls = parts.get('tls_enabled') or parts.get('scheme') == 'rediss'
     password = parts.get('password')
@@ -89,7 +94,7 @@ def redis_url(service):
     return url + '?ssl_cert_reqs=required' if tls else url
 
 
-def s3_logging(service):
+def s3_logging(service: Service) -> dict[str, str]:
     credentials = _credentials(service, 'S3')
     bucket = credentials.get('bucket_name')
     if not bucket:
@@ -105,7 +110,7 @@ def s3_logging(service):
     }
 
 
-def settings(raw):
+def settings(raw: str) -> dict[str, str]:
     """{environment variable: value} derived from VCAP_SERVICES (nothing for unbound services)."""
     services = parse(raw)
     derived = {}

@@ -11,14 +11,12 @@ import uuid
 import psycopg2
 import pytest
 
-from dataflow.demo import services
-from dataflow.demo.airflow_stack import AirflowStack
-from dataflow.demo.source_api import DemoSource
+from devstack import services
+from devstack.airflow_stack import AirflowStack
+from devstack.source_api import DemoSource
+from tests.support.e2e import E2E_HAWK_ID, INGEST_TASK_CONCURRENCY, PAGE_SIZE
 
-E2E_HAWK_ID = 'e2e-hawk-id'
 WORKER_CONCURRENCY = 2
-INGEST_TASK_CONCURRENCY = 4
-PAGE_SIZE = 100
 
 
 @dataclasses.dataclass
@@ -94,19 +92,3 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if str(item.fspath).startswith(here):
             item.add_marker(pytest.mark.e2e)
-
-
-def files_containing(directory, *secrets_):
-    """Files under `directory` holding any of `secrets_`, and how many files were read."""
-    found, read = [], 0
-    for folder, _, names in os.walk(directory):
-        for name in names:
-            path = os.path.join(folder, name)
-            try:
-                with open(path, 'rb') as handle:
-                    content = handle.read()
-            except OSError:
-                continue
-            read += 1
-            found += [f'{path}: {secret[:4]}…' for secret in secrets_ if secret.encode() in content]
-    return found, read

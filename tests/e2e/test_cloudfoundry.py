@@ -4,6 +4,7 @@ with its own home directory, CF's environment (VCAP_SERVICES pointing at the loc
 PostgreSQL and Redis, VCAP_APPLICATION, CF_INSTANCE_INDEX, PORT) and only the settings
 that app would be given."""
 
+import collections
 import json
 import os
 import secrets
@@ -18,12 +19,12 @@ import pytest
 import requests
 from cryptography.fernet import Fernet
 
-from dataflow.demo import services
-from dataflow.demo.airflow_stack import AirflowApi
-from dataflow.demo.omis_records import omis_record
-from dataflow.demo.source_api import DemoSource
+from devstack import services
+from devstack.airflow_stack import AirflowApi
+from devstack.omis_records import omis_record
+from devstack.source_api import DemoSource
+from tests.support.checkout import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HONCHO = os.path.join(os.path.dirname(sys.executable), 'honcho')
 AWKWARD_PASSWORD = 'p@ss/w%rd:#?'  # the local server trusts local connections; the escaping is what is tested
 HAWK_ID, DAG_ID, ROWS = 'cf-hawk-id', 'OMISDatasetPipeline', 3000
@@ -140,8 +141,9 @@ def create_operator(master_env, password, timeout=120):
     deadline = time.monotonic() + timeout
     while True:
         result = subprocess.run(
+            # --password=...: a random password may begin with '-', which would read as an option.
             [sys.executable, '-m', 'dataflow.deploy', 'airflow', 'users', 'create', '--username', 'operator',
-             '--password', password, '--role', 'Admin', '--email', 'operator@trade.gov.uk', '--firstname', 'Op',
+             f'--password={password}', '--role', 'Admin', '--email', 'operator@trade.gov.uk', '--firstname', 'Op',
              '--lastname', 'Erator'], cwd=ROOT, env=master_env, capture_output=True, text=True, timeout=120)
         if result.returncode == 0:
             return
@@ -166,25 +168,167 @@ def wait_healthy(port, app, timeout=180):
     pytest.fail(f'the master was not healthy in {timeout} s:\n{app.log_tail()}')
 
 
+WORKERS = ('data-flow-worker-0', 'data-flow-worker-1')
+SLOTS_PER_WORKER = 2  # AIRFLOW__CELERY__WORKER_CONCURRENCY of each worker app, above
+INGEST_TASKS = 4      # INGEST_TASK_CONCURRENCY, above: as many as both workers' slots together
+
+
+class RunWatch:
+    """What the test looks at while a run goes on: the run's ledger, locks and tasks."""
+
+    def __init__(self, api, dsn, run_id):
+        self.api, self.run_id = api, run_id
+        self.run_key_pattern = f'{DAG_ID}/{run_id}#%'
+        self.blocker_pid = None  # the backend that holds the test's lock, once it does
+        self.conn = psycopg2.connect(dsn)
+        self.conn.autocommit = True  # pg_stat_activity is one snapshot per transaction: look afresh each time
+
+    def close(self):
+        self.conn.close()
+
+    def query(self, statement, args=()):
+        with self.conn.cursor() as cursor:
+            cursor.execute(statement, args)
+            return cursor.fetchall()
+
+    def _ledger_exists(self):
+        return self.query("SELECT to_regclass('dataflow.runs') IS NOT NULL")[0][0]
+
+    def staging_table(self):
+        """The run's staging table once create-target-table has committed it, else None."""
+        if not self._ledger_exists():
+            return None
+        rows = self.query('SELECT staging_table FROM dataflow.runs WHERE run_key LIKE %s', (self.run_key_pattern,))
+        if rows and self.query('SELECT to_regclass(%s) IS NOT NULL', (f'public."{rows[0][0]}"',))[0][0]:
+            return rows[0][0]
+        return None
+
+    def copies_waiting(self):
+        """(backend pid, client port) of each COPY waiting for the test's lock."""
+        return self.query("SELECT pid, client_port FROM pg_stat_activity "
+                          "WHERE %s = ANY(pg_blocking_pids(pid)) AND query LIKE 'COPY %%'", (self.blocker_pid,))
+
+    def tasks(self):
+        return {ti['task_id']: ti for ti in self.api.task_instances(DAG_ID, self.run_id)}
+
+    def describe(self):
+        """The run's tasks and ledger, for failure messages."""
+        tasks = {task_id: (ti['state'], ti['hostname'], ti['try_number']) for task_id, ti in self.tasks().items()}
+        fetch = pages = None
+        if self._ledger_exists():
+            fetch = self.query('SELECT fetch_state, fetch_error FROM dataflow.runs WHERE run_key LIKE %s',
+                               (self.run_key_pattern,))
+            pages = dict(self.query('SELECT state, count(*) FROM dataflow.pages WHERE run_key LIKE %s GROUP BY state',
+                                    (self.run_key_pattern,)))
+        waiting = self.copies_waiting() if self.blocker_pid else None
+        return f'tasks (state, hostname, try): {tasks}; fetch: {fetch}; pages: {pages}; COPYs waiting: {waiting}'
+
+    def wait(self, what, found, timeout):
+        """found()'s first true value, looked for every 0.1 s; fails, showing the tasks and the
+        ledger, when the run ends first or after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        next_run_check = 0
+        while True:
+            value = found()
+            if value:
+                return value
+            now = time.monotonic()
+            if now > deadline:
+                pytest.fail(f'{what}: not after {timeout} s; {self.describe()}')
+            if now > next_run_check:
+                run = self.api.dag_run(DAG_ID, self.run_id)
+                if run['state'] in ('success', 'failed'):
+                    pytest.fail(f'the run ended ({run["state"]}) before {what}; {self.describe()}')
+                next_run_check = now + 2
+            time.sleep(0.1)
+
+
+def connections_held(apps, server_port, client_ports):
+    """{app name: how many of its live processes' connections to the PostgreSQL server at
+    `server_port` come from `client_ports`}, for the apps that hold any."""
+    wanted = set(client_ports)
+    held = collections.Counter()
+    for app in apps:
+        for process in processes_under(app.process.pid, ''):
+            try:
+                connections = process.net_connections(kind='tcp')
+            except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+                continue
+            held[app.name] += sum(1 for c in connections
+                                  if c.raddr and c.raddr.port == server_port and c.laddr.port in wanted)
+    return dict(held)
+
+
+# Longer than the default (600 s, which counts the module's set-up too): the waits below
+# then fail first, with the run's task states.
+@pytest.mark.timeout(1200)
 def test_a_pipeline_triggered_on_the_master_runs_on_both_workers(cloud_foundry):
     # The workers run with a worker's trimmed environment (no metadata database URL, no
-    # shared secrets: tests/deploy/test_environment.py), and still do the whole job.
+    # shared secrets: tests/unit/deploy/test_environment.py), and still do the whole job.
+    #
+    # Both workers take part by construction, not by which worker Celery happens to pick:
+    # a worker holds at most `concurrency` tasks at once (Airflow's Celery settings:
+    # worker_prefetch_multiplier 1 and task_acks_late True, so a running task is still
+    # unacknowledged and counts against the worker's prefetch limit of 2 x 1), and the test
+    # keeps every ingest task inside its COPY, in its worker slot, until all 4 are there.
+    # 4 tasks in 2 + 2 slots: 2 on each worker.
     api, apps, source, dsn = cloud_foundry
     source.put(*(omis_record(i) for i in range(ROWS)))
     api.wait_dag(DAG_ID)
     api.unpause(DAG_ID)
     run_id = f'cf-{secrets.token_hex(4)}'
-    api.trigger(DAG_ID, run_id=run_id)
-    run = api.wait_run(DAG_ID, run_id, timeout=300)
-    instances = api.task_instances(DAG_ID, run_id)
-    assert run['state'] == 'success', {ti['task_id']: ti['state'] for ti in instances}
-    ingest_hosts = {ti['hostname'] for ti in instances if ti['task_id'].startswith('ingest-')}
-    assert ingest_hosts == {'data-flow-worker-0', 'data-flow-worker-1'}, instances
-    conn = psycopg2.connect(dsn)
-    with conn.cursor() as cursor:
-        cursor.execute('SELECT count(*) FROM omis_dataset')
-        assert cursor.fetchone() == (ROWS,)
-    conn.close()
+    watch = RunWatch(api, dsn, run_id)
+    blocker = psycopg2.connect(dsn)
+    server_port = int(psycopg2.extensions.parse_dsn(dsn).get('port', 5432))
+    try:
+        triggered = time.monotonic()
+        api.trigger(DAG_ID, run_id=run_id)
+        # No ingest task can start before this: they start only after create-target-table
+        # has committed the table, reported success, and been seen by the scheduler.
+        staging = watch.wait('the run created its staging table', watch.staging_table, timeout=180)
+        with blocker.cursor() as cursor:  # from now on every COPY into it waits, holding its slot
+            cursor.execute(f'LOCK TABLE public."{staging}" IN ACCESS EXCLUSIVE MODE')
+            cursor.execute('SELECT pg_backend_pid()')
+            [watch.blocker_pid] = cursor.fetchone()
+        locked = time.monotonic()
+        # fetch needs nothing of the staging table, so it stores all 30 pages and ends, giving
+        # its slot back. An ingest task that finds no page yet polls, or hands its slot back
+        # and is run again; one that finds a page claims it and stays in its COPY. With 30
+        # pages and 4 ingest tasks, each claiming one page at a time, all 4 end up waiting.
+        # Only COPYs whose task process lives count: a task process killed while it waits
+        # leaves its backend waiting too (PostgreSQL notices the lost client when the COPY
+        # reads), but holds no slot; its retry takes one, and waits in turn.
+        def waiting_in_slots():
+            waiting = watch.copies_waiting()
+            if len(waiting) < INGEST_TASKS:
+                return None
+            held = connections_held(apps[1:], server_port, [port for _, port in waiting])
+            return held if sum(held.values()) >= INGEST_TASKS else None
+
+        held = watch.wait(f'{INGEST_TASKS} ingest tasks\' COPYs wait for the lock on {staging}', waiting_in_slots,
+                          timeout=240)
+        all_waiting_at = time.monotonic()
+        assert held == {'worker-0': SLOTS_PER_WORKER, 'worker-1': SLOTS_PER_WORKER}, watch.describe()
+        # ... and Airflow records the same: every ingest task running, 2 on each worker.
+        ingest = [ti for task_id, ti in watch.tasks().items() if task_id.startswith('ingest-')]
+        assert [ti['state'] for ti in ingest] == ['running'] * INGEST_TASKS, watch.describe()
+        assert collections.Counter(ti['hostname'] for ti in ingest) == dict.fromkeys(WORKERS, SLOTS_PER_WORKER), \
+            watch.describe()
+        print(f'staging table after {locked - triggered:.0f} s; {INGEST_TASKS} COPYs waiting '
+              f'{all_waiting_at - locked:.0f} s later: {watch.describe()}')
+        blocker.rollback()  # the lock goes; the ingest tasks carry on
+
+        run = api.wait_run(DAG_ID, run_id, timeout=240)
+        assert run['state'] == 'success', watch.describe()
+        instances = api.task_instances(DAG_ID, run_id)
+        ingest_hosts = {ti['hostname'] for ti in instances if ti['task_id'].startswith('ingest-')}
+        assert ingest_hosts == set(WORKERS), instances
+        loaded = [reference for (reference,) in watch.query('SELECT omis_order_reference FROM omis_dataset')]
+        assert len(loaded) == ROWS  # every row once (the primary key forbids twice) ...
+        assert set(loaded) == {record['reference'] for record in source.records()}  # ... and the source's rows
+    finally:
+        blocker.close()
+        watch.close()
 
 
 def processes_under(pid, word):

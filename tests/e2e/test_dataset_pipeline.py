@@ -1,52 +1,11 @@
 """The OMIS pipeline end to end on the real scheduler and Celery worker (concurrency 2,
 fewer slots than INGEST_TASK_CONCURRENCY + 1 tasks that want one)."""
 
-import datetime
 import re
 
-from dataflow.demo.omis_records import omis_record
-from dataflow.handoff import PAGE_KEY_PREFIX
-from tests.e2e.conftest import INGEST_TASK_CONCURRENCY, PAGE_SIZE, files_containing
-
-DAG_ID = 'OMISDatasetPipeline'
-COLUMNS = ('omis_order_reference', 'company_name', 'dit_team', 'subtotal', 'uk_region', 'market', 'sector',
-           'services', 'order_status', 'created_date', 'completion_date', 'delivery_date',
-           'payment_received_date', 'cancelled_date', 'cancellation_reason')
-
-
-def _timestamp(value):
-    return None if value is None else datetime.datetime.fromisoformat(value)
-
-
-def expected_row(record):
-    return (
-        record['reference'], record['company__name'], record['dit_team__name'], record['subtotal_cost'],
-        record['uk_region__name'], record['market__name'], record['sector__segment'], record['services'],
-        record['status'], _timestamp(record['created_on']), _timestamp(record['completed_on']),
-        datetime.date.fromisoformat(record['delivery_date']), _timestamp(record['paid_on']),
-        _timestamp(record['cancelled_on']), record['cancellation_reason__name'],
-    )
-
-
-def target_rows(stack):
-    conn = stack.connect()
-    with conn.cursor() as cursor:
-        cursor.execute(f'SELECT {", ".join(COLUMNS)} FROM omis_dataset ORDER BY 1')
-        rows = cursor.fetchall()
-    conn.close()
-    return rows
-
-
-def leftovers(stack):
-    """Page Variables and staging tables that a finished run must not leave behind."""
-    variables = [v['key'] for v in stack.api.variables() if v['key'].startswith(PAGE_KEY_PREFIX)]
-    conn = stack.connect()
-    with conn.cursor() as cursor:
-        cursor.execute("SELECT relname FROM pg_class WHERE relname LIKE '\\_df\\_%' AND relkind = 'r'")
-        tables = [r[0] for r in cursor.fetchall()]
-    conn.close()
-    return variables, tables
-
+from devstack.omis_records import omis_record
+from tests.support.e2e import (DAG_ID, INGEST_TASK_CONCURRENCY, PAGE_SIZE, expected_row, files_containing, leftovers,
+                               target_rows)
 
 def test_runs_twice_and_the_target_equals_the_source_each_time(fresh_target):
     stack = fresh_target

@@ -11,9 +11,8 @@ import uuid
 
 import pytest
 
-from dataflow.demo import services
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from devstack import services
+from tests.support.checkout import ROOT
 ROWS = 1234
 
 
@@ -40,7 +39,7 @@ def test_the_demo_loads_the_omis_rows_and_prints_what_works_afterwards(demo_data
     datasets_db, metadata_db = demo_databases
     ui_port = services.free_port()
     result = subprocess.run(
-        [sys.executable, '-m', 'dataflow.demo', '--exit', '--rows', str(ROWS), '--port', str(ui_port),
+        [sys.executable, '-m', 'devstack', '--exit', '--rows', str(ROWS), '--port', str(ui_port),
          '--source-port', str(services.free_port()), '--datasets-db', datasets_db, '--metadata-db', metadata_db,
          '--state-dir', state_dir],
         cwd=ROOT, capture_output=True, text=True, timeout=900,

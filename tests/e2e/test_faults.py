@@ -10,9 +10,9 @@ import psutil
 import psycopg2.extensions
 import pytest
 
-from dataflow.demo.omis_records import omis_record
-from dataflow.demo.source_api import FORGED, MALFORMED_JSON, SLOW, UNSIGNED
-from tests.e2e.test_dataset_pipeline import DAG_ID, expected_row, leftovers, target_rows
+from devstack.omis_records import omis_record
+from devstack.source_api import FORGED, MALFORMED_JSON, SLOW, UNSIGNED
+from tests.support.e2e import DAG_ID, expected_row, leftovers, target_rows
 
 OLD, NEW = range(0, 250), range(1000, 1300)   # 3 pages, then 3 pages of other records
 

@@ -12,10 +12,10 @@ import pytest
 import requests
 from playwright.sync_api import sync_playwright
 
-from dataflow.demo import services
-from dataflow.demo.airflow_stack import AirflowStack
-from tests.e2e.conftest import files_containing
-from tests.sso.provider_process import SSOUser, StaffSSOProvider
+from devstack import services
+from devstack.airflow_stack import AirflowStack
+from tests.support.e2e import files_containing
+from tests.support.sso.provider_process import SSOUser, StaffSSOProvider
 
 CLIENT_ID = 'data-flow-e2e'
 PROXIED_ORIGIN = 'https://data-flow.example'

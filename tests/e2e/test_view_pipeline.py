@@ -3,7 +3,7 @@ table, and the views answer with new data after the next dataset swap."""
 
 from psycopg2 import sql
 
-from tests.test_views import completed_in, order
+from tests.support.omis import completed_in, order
 
 VIEW_DAG = 'CompletedOMISOrderViewPipeline'
 # start_date 2017-11-01 to end_date 2018-02-01: Airflow runs the end date's interval too.

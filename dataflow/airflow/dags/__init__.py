@@ -1,0 +1,1 @@
+"""The files the scheduler parses: one per kind of pipeline."""

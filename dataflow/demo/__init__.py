@@ -1,1 +1,0 @@
-"""A Data Hub-like source API for demos, tests and benchmarks."""

@@ -1,1 +1,0 @@
-"""The code Airflow tasks run: thin wrappers around the library."""

@@ -1,0 +1,329 @@
+"""The bookkeeping of dataset runs, in the datasets database (schema `dataflow`).
+
+`runs` has one row per run attempt (see dataflow.runs.pagestore.run_key): its staging table, what fetch
+reports (state, page and row counts, error), and when the swap happened. `pages` has one
+row per fetched page: its URL, its key in the page store, and whether it is loaded.
+`load_history` has one row per swap, for analysts: which table, rows before and after,
+the run, when it started and ended, and the source it came from.
+
+Ingest tasks claim a page with SELECT ... FOR UPDATE SKIP LOCKED and mark it loaded in the
+same transaction as its COPY, so a page is loaded exactly once: if a task dies mid-page
+its transaction rolls back, the row lock goes with its connection, and the page is
+claimed again by another task or the retry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg2.extensions import connection as Connection
+from psycopg2.extensions import cursor as Cursor
+
+SCHEMA = 'dataflow'
+
+# Page states.
+READY = 'ready'         # it is stored; an ingest task may claim it
+LOADED = 'loaded'       # copied into the staging table
+
+# Fetch states.
+FETCH_WAITING = 'waiting'
+FETCH_RUNNING = 'running'
+FETCH_RETRYING = 'retrying'  # failed, and Airflow will try again
+FETCH_DONE = 'done'
+FETCH_FAILED = 'failed'      # failed for good: ingest tasks stop
+
+_DDL = """
+CREATE SCHEMA IF NOT EXISTS dataflow;
+CREATE TABLE IF NOT EXISTS dataflow.runs (
+    run_key text PRIMARY KEY,
+    pipeline text NOT NULL,
+    target_table text NOT NULL,
+    staging_table text NOT NULL,
+    fetch_state text NOT NULL DEFAULT 'waiting',
+    fetch_error text,
+    pages integer,
+    rows bigint,
+    fetch_heartbeat timestamptz,
+    swapped_at timestamptz,
+    finished_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS dataflow.pages (
+    run_key text NOT NULL REFERENCES dataflow.runs ON DELETE CASCADE,
+    page_number integer NOT NULL,
+    url text NOT NULL,
+    next_url text,
+    variable_key text NOT NULL,
+    rows integer,
+    state text NOT NULL,
+    loaded_by text,
+    PRIMARY KEY (run_key, page_number)
+);
+CREATE TABLE IF NOT EXISTS dataflow.load_history (
+    id bigserial PRIMARY KEY,
+    table_name text NOT NULL,
+    pipeline text NOT NULL,
+    run_key text NOT NULL,
+    rows_before bigint,
+    rows_after bigint NOT NULL,
+    source_url text NOT NULL,
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS load_history_table_finished ON dataflow.load_history (table_name, finished_at DESC);
+"""
+# Concurrent CREATE ... IF NOT EXISTS can still collide in the catalog; serialise them.
+_DDL_LOCK = 0x64617461666c6f77  # 'dataflow'
+
+
+def _exists(cursor: Cursor, table: str) -> bool:
+    cursor.execute('SELECT to_regclass(%s) IS NOT NULL', (table,))
+    return bool(cursor.fetchone()[0])  # type: ignore[index]
+
+
+def ensure_schema(conn: Connection) -> None:
+    """Create the ledger tables if needed (committed)."""
+    with conn.cursor() as cursor:
+        cursor.execute('SELECT pg_advisory_xact_lock(%s)', (_DDL_LOCK,))
+        cursor.execute(_DDL)
+    conn.commit()
+
+
+@dataclass(frozen=True)
+class Run:
+    run_key: str
+    pipeline: str
+    target_table: str
+    staging_table: str
+    fetch_state: str
+    fetch_error: str | None
+    pages: int | None
+    rows: int | None
+    swapped: bool
+
+
+def start_run(conn: Connection, run_key: str, pipeline: str, target_table: str, staging_table: str) -> None:
+    """Record the run if it is not recorded yet (committed)."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO dataflow.runs (run_key, pipeline, target_table, staging_table)
+            VALUES (%s, %s, %s, %s) ON CONFLICT (run_key) DO NOTHING
+            """,
+            (run_key, pipeline, target_table, staging_table),
+        )
+    conn.commit()
+
+
+def get_run(conn: Connection, run_key: str) -> Run | None:
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT run_key, pipeline, target_table, staging_table, fetch_state, fetch_error, pages, rows,
+                   swapped_at IS NOT NULL
+            FROM dataflow.runs WHERE run_key = %s
+            """,
+            (run_key,),
+        )
+        row = cursor.fetchone()
+    conn.commit()
+    return Run(*row) if row else None
+
+
+def set_fetch_state(conn: Connection, run_key: str, state: str, error: str | None = None, pages: int | None = None,
+                    rows: int | None = None) -> None:
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE dataflow.runs SET fetch_state = %s, fetch_error = %s, pages = %s, rows = %s,
+                   fetch_heartbeat = now()
+            WHERE run_key = %s
+            """,
+            (state, error, pages, rows, run_key),
+        )
+    conn.commit()
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    page_number: int     # the next page's number
+    url: str | None      # the next page's URL; None when every page was fetched
+    pages: int           # pages already stored
+    rows: int            # rows already stored
+
+
+def resume_point(conn: Connection, run_key: str, first_url: str) -> ResumePoint:
+    """Where fetch carries on after a retry: after the last page that was stored."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT page_number, next_url,
+                   count(*) OVER (), coalesce(sum(rows) OVER (), 0)
+            FROM dataflow.pages WHERE run_key = %s
+            ORDER BY page_number DESC LIMIT 1
+            """,
+            (run_key,),
+        )
+        row = cursor.fetchone()
+    conn.commit()
+    if row is None:
+        return ResumePoint(0, first_url, 0, 0)
+    last_page, next_url, pages, rows = row
+    return ResumePoint(last_page + 1, next_url, pages, int(rows))
+
+
+def add_ready_page(conn: Connection, run_key: str, page_number: int, url: str, next_url: str | None,
+                   variable_key: str, rows: int) -> None:
+    """Record a stored page, ready to be claimed (committed). A retry
+    that fetches the page again replaces the record."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO dataflow.pages (run_key, page_number, url, next_url, variable_key, rows, state)
+            VALUES (%s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (run_key, page_number) DO UPDATE
+                SET url = EXCLUDED.url, next_url = EXCLUDED.next_url, rows = EXCLUDED.rows, state = EXCLUDED.state
+            """,
+            (run_key, page_number, url, next_url, variable_key, rows, READY),
+        )
+        cursor.execute('UPDATE dataflow.runs SET fetch_heartbeat = now() WHERE run_key = %s', (run_key,))
+    conn.commit()
+
+
+@dataclass(frozen=True)
+class ClaimedPage:
+    page_number: int
+    url: str
+    variable_key: str
+    rows: int
+
+
+def claim_page(cursor: Cursor, run_key: str) -> ClaimedPage | None:
+    """Lock one ready page for this transaction, or None. Commit after `mark_loaded`."""
+    cursor.execute(
+        """
+        SELECT page_number, url, variable_key, rows FROM dataflow.pages
+        WHERE run_key = %s AND state = %s
+        ORDER BY page_number
+        FOR UPDATE SKIP LOCKED LIMIT 1
+        """,
+        (run_key, READY),
+    )
+    row = cursor.fetchone()
+    return ClaimedPage(*row) if row else None
+
+
+def mark_loaded(cursor: Cursor, run_key: str, page_number: int, loaded_by: str) -> None:
+    cursor.execute(
+        'UPDATE dataflow.pages SET state = %s, loaded_by = %s WHERE run_key = %s AND page_number = %s',
+        (LOADED, loaded_by, run_key, page_number),
+    )
+
+
+def page_counts(conn: Connection, run_key: str) -> dict[str, int]:
+    """{state: number of pages} of the run."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            'SELECT state, count(*) FROM dataflow.pages WHERE run_key = %s GROUP BY state', (run_key,)
+        )
+        counts = dict(cursor.fetchall())
+    conn.commit()
+    return counts
+
+
+def variable_keys(conn: Connection, run_key: str) -> list[str]:
+    with conn.cursor() as cursor:
+        cursor.execute('SELECT variable_key FROM dataflow.pages WHERE run_key = %s', (run_key,))
+        keys = [r[0] for r in cursor.fetchall()]
+    conn.commit()
+    return keys
+
+
+def mark_swapped(cursor: Cursor, run_key: str) -> None:
+    """Inside the swap's transaction, so the record and the swap commit together."""
+    cursor.execute('UPDATE dataflow.runs SET swapped_at = now() WHERE run_key = %s', (run_key,))
+
+
+def record_load(cursor: Cursor, run_key: str, rows_before: int | None, rows_after: int, source_url: str) -> None:
+    """Inside the swap's transaction: the load history row of this swap."""
+    cursor.execute(
+        """
+        INSERT INTO dataflow.load_history (table_name, pipeline, run_key, rows_before, rows_after, source_url, started_at)
+        SELECT target_table, pipeline, run_key, %s, %s, %s, created_at FROM dataflow.runs WHERE run_key = %s
+        """,
+        (rows_before, rows_after, source_url, run_key),
+    )
+
+
+def last_loads(conn: Connection) -> dict[str, tuple[Any, int]]:
+    """{table name: (finished_at, rows_after)} of each table's latest load ({} before any)."""
+    with conn.cursor() as cursor:
+        if not _exists(cursor, 'dataflow.load_history'):
+            conn.commit()
+            return {}
+        cursor.execute(
+            """
+            SELECT DISTINCT ON (table_name) table_name, finished_at, rows_after
+            FROM dataflow.load_history ORDER BY table_name, finished_at DESC
+            """
+        )
+        loads = {row[0]: row[1:] for row in cursor.fetchall()}
+    conn.commit()
+    return loads
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a run has got, for people watching it."""
+
+    fetch_state: str
+    pages_fetched: int
+    rows_fetched: int
+    pages_loaded: int
+    rows_loaded: int
+    swapped: bool
+
+    def describe(self) -> str:
+        fetched = f'fetched {self.pages_fetched} pages ({self.rows_fetched:,} rows)'
+        if self.fetch_state == FETCH_DONE:
+            fetched += ', all of them'
+        return f'{fetched}; loaded {self.pages_loaded} pages ({self.rows_loaded:,} rows)'
+
+
+def progress(conn: Connection, run_key: str) -> Progress | None:
+    """The run's progress, or None before it is recorded. Pages are counted from their
+    rows while the run goes on (cleanup deletes those rows; then the run's totals stand)."""
+    with conn.cursor() as cursor:
+        if not _exists(cursor, 'dataflow.runs'):
+            conn.commit()
+            return None
+        cursor.execute(
+            """
+            SELECT r.fetch_state, r.pages, r.rows, r.swapped_at IS NOT NULL,
+                   count(p.page_number), coalesce(sum(p.rows), 0),
+                   count(p.page_number) FILTER (WHERE p.state = %s),
+                   coalesce(sum(p.rows) FILTER (WHERE p.state = %s), 0)
+            FROM dataflow.runs r LEFT JOIN dataflow.pages p USING (run_key)
+            WHERE r.run_key = %s
+            GROUP BY r.run_key
+            """,
+            (LOADED, LOADED, run_key),
+        )
+        row = cursor.fetchone()
+    conn.commit()
+    if row is None:
+        return None
+    fetch_state, pages, rows, swapped, pages_seen, rows_seen, pages_loaded, rows_loaded = row
+    if swapped and not pages_seen:  # finished: its page rows are gone, every page was loaded
+        pages_seen = pages_loaded = pages or 0
+        rows_seen = rows_loaded = rows or 0
+    return Progress(fetch_state, pages_seen, int(rows_seen), pages_loaded, int(rows_loaded), swapped)
+
+
+def finish_run(conn: Connection, run_key: str) -> None:
+    """Forget the run's pages and mark it finished (committed)."""
+    with conn.cursor() as cursor:
+        cursor.execute('DELETE FROM dataflow.pages WHERE run_key = %s', (run_key,))
+        cursor.execute('UPDATE dataflow.runs SET finished_at = now() WHERE run_key = %s', (run_key,))
+    conn.commit()

@@ -1,0 +1,348 @@
+"""The steps of a dataset pipeline run, over explicit ports, with no Airflow import.
+
+    check_if_table_exists -> create_target_table -> ingest (N at once) -> publish -> cleanup
+    fetch, alongside from the start
+
+Airflow runs each step as a task (dataflow.airflow.tasks); the one-process runner
+(dataflow.runs.local) runs the same steps in threads. Each step takes the pipeline's spec,
+the run's identity and its Ports (the datasets database, the source, the page store, the
+load strategy), does its part, and returns a small summary (never data).
+
+fetch pages through the source, renders each page to COPY text and stores it, then records
+it in the ledger as ready. ingest claims ready pages one at a time (SELECT ... FOR UPDATE
+SKIP LOCKED) and loads each in the same transaction that marks it loaded, so a page is
+loaded exactly once. publish makes the loaded pages the dataset once every page is loaded;
+cleanup removes what the run left behind and fails a run that did not publish.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import queue
+import resource
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg2.extensions import connection as Connection
+from psycopg2.extensions import cursor as Cursor
+
+from dataflow import settings
+from dataflow.definitions.datasets import DatasetPipelineSpec
+from dataflow.errors import Fatal, FetchFailed, RunNotSwapped
+from dataflow.load import catalog
+from dataflow.load.connection import Connect
+from dataflow.load.copy import RecordRenderer
+from dataflow.load.strategies import LoadStrategy
+from dataflow.runs import ledger, pagestore
+from dataflow.runs.pagestore import PageStore
+from dataflow.sources.http import Page, Source
+
+log = logging.getLogger(__name__)
+
+Summary = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Who is running: the run attempt's key, the try of this step, and who is doing it."""
+
+    run_key: str
+    try_number: int
+    max_tries: int
+    task_label: str
+
+    @property
+    def last_try(self) -> bool:
+        return self.try_number >= self.max_tries
+
+
+@dataclass(frozen=True)
+class Ports:
+    """What the steps work with; each runner gives its own."""
+
+    connect: Connect          # a new connection to the datasets database
+    source: Source            # the pipeline's source
+    pages: PageStore          # where fetch leaves pages for ingest
+    strategy: LoadStrategy    # how loaded pages become the dataset
+
+
+class Idle(Exception):
+    """Nothing to load for a while: give the worker slot back and come again later."""
+
+
+# When fetch is not running (queued for a slot, or waiting to retry), an idle ingest task
+# may be the reason it cannot start: give the slot back this soon.
+YIELD_TO_FETCH_SECONDS = 2.0
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory, for the summaries (Linux reports KB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _rate(count: int, seconds: float) -> str:
+    return f'{count / seconds:,.0f}/s' if seconds > 0 else '-'
+
+
+def _start(conn: Connection, spec: DatasetPipelineSpec, run: RunContext, ports: Ports) -> None:
+    ledger.ensure_schema(conn)
+    ledger.start_run(conn, run.run_key, spec.name, spec.table_name, ports.strategy.staging_name(spec, run.run_key))
+
+
+def check_if_table_exists(spec: DatasetPipelineSpec, run: RunContext, ports: Ports) -> Summary:
+    conn = ports.connect()
+    try:
+        exists = catalog.table_exists(conn, spec.table_name)
+        rows = catalog.row_count(conn, spec.table_name) if exists else None
+    finally:
+        conn.close()
+    log.info('%s: target table %s %s', spec.name, spec.table_name,
+             f'exists with {rows} rows' if exists else 'does not exist yet: this run creates it')
+    return {'table': spec.table_name, 'exists': exists, 'rows': rows}
+
+
+def create_target_table(spec: DatasetPipelineSpec, run: RunContext, ports: Ports) -> Summary:
+    """Make the strategy ready for the run's pages (the replace strategy: the run's staging
+    table). Every run loads into a staging table and swaps it in, also the first one: one
+    path to test, and the target appears complete or not at all."""
+    conn = ports.connect()
+    try:
+        _start(conn, spec, run, ports)
+        staging = ports.strategy.prepare(conn, spec, run.run_key)
+    finally:
+        conn.close()
+    log.info('%s: created staging table %s', spec.name, staging)
+    return {'staging_table': staging}
+
+
+class _PageStorer(threading.Thread):
+    """Stores fetched pages (the page, then the ledger's 'ready' row) in the order they
+    come, while the fetch thread goes on fetching and rendering the next ones: both spend
+    much of their time waiting, on the source and on the page store."""
+
+    QUEUE_PAGES = 4  # rendered pages waiting to be stored, at most: bounds memory
+
+    def __init__(self, conn: Connection, store: PageStore, run_key: str) -> None:
+        super().__init__(name='page-storer', daemon=True)
+        self.conn, self.store, self.run_key = conn, store, run_key
+        self.queue: queue.Queue[tuple[int, Page, str, str] | None] = queue.Queue(maxsize=self.QUEUE_PAGES)
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+
+    def put(self, item: tuple[int, Page, str, str] | None) -> None:
+        """Queue a page (None: the end); raise the storer's error if it has failed."""
+        while True:
+            if self.error is not None:
+                raise self.error
+            try:
+                self.queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def finish_quietly(self) -> None:
+        """Stop after the page being stored, if any; the fetch thread has failed."""
+        while self.is_alive():
+            try:
+                self.queue.put(None, timeout=0.5)
+            except queue.Full:
+                continue
+            self.join()
+
+    def finish(self) -> None:
+        """Wait for every queued page to be stored; raise the storer's error if any."""
+        if self.is_alive():
+            self.put(None)  # the end; raises the storer's error instead, if it has failed
+            self.join()
+        if self.error is not None:
+            raise self.error
+
+    def run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None or self.error is not None:
+                return
+            page_number, page, key, value = item
+            started = time.perf_counter()
+            try:
+                # The page first, the ledger second: a page in the ledger always has its
+                # stored value; a value a crash leaves out of the ledger is swept by
+                # cleanup, by its run's key prefix.
+                self.store.set(key, value)
+                ledger.add_ready_page(self.conn, self.run_key, page_number, page.url, page.next_url, key,
+                                      len(page.results))
+            except BaseException as exc:  # noqa: BLE001 - handed to the fetch thread
+                self.error = exc
+            self.seconds += time.perf_counter() - started
+
+
+def fetch(spec: DatasetPipelineSpec, run: RunContext, ports: Ports) -> Summary:
+    """Page through the source, storing each page and recording it in the ledger. A retry
+    carries on after the last page stored."""
+    renderer = RecordRenderer(spec.columns)
+    conn = ports.connect()
+    try:
+        _start(conn, spec, run, ports)
+        resume = ledger.resume_point(conn, run.run_key, spec.source_url)
+        if resume.pages:
+            log.info('%s: resuming after %d pages (%d rows) already stored', spec.name, resume.pages, resume.rows)
+        ledger.set_fetch_state(conn, run.run_key, ledger.FETCH_RUNNING)
+        page_number, pages, rows = resume.page_number, resume.pages, resume.rows
+        started, body_bytes, stored_bytes = time.perf_counter(), 0, 0
+        render_seconds = 0.0
+        storer = _PageStorer(ports.connect(), ports.pages, run.run_key)
+        storer.start()
+        try:
+            for page in (ports.source.pages(resume.url) if resume.url else ()):
+                # Rendered here, so that a record that cannot be loaded fails the run
+                # before anything is loaded, and the stored page is as small as it can be.
+                rendering = time.perf_counter()
+                value = pagestore.encode_page(renderer.render(page.results, page.url))
+                render_seconds += time.perf_counter() - rendering
+                storer.put((page_number, page, pagestore.page_key(run.run_key, page_number), value))
+                page_number, pages, rows = page_number + 1, pages + 1, rows + len(page.results)
+                body_bytes += page.body_bytes
+                stored_bytes += len(value)
+                elapsed = time.perf_counter() - started
+                log.info('%s: page %d: %d rows (%d KB, stored as %d KB); %d rows so far, %s',
+                         spec.name, page_number - 1, len(page.results), page.body_bytes // 1024,
+                         len(value) // 1024, rows, _rate(rows - resume.rows, elapsed))
+            storer.finish()
+        except Exception as exc:
+            storer.error = storer.error or exc  # stop storing; what is stored stays, for a retry
+            storer.finish_quietly()
+            final = run.last_try or isinstance(exc, Fatal)
+            state = ledger.FETCH_FAILED if final else ledger.FETCH_RETRYING
+            ledger.set_fetch_state(conn, run.run_key, state, error=f'{type(exc).__name__}: {exc}'[:2000])
+            raise
+        finally:
+            storer.conn.close()
+        ledger.set_fetch_state(conn, run.run_key, ledger.FETCH_DONE, pages=pages, rows=rows)
+    finally:
+        conn.close()
+    seconds = time.perf_counter() - started
+    log.info('%s: fetched %d pages, %d rows in %.1f s (%s); %d KB of JSON stored as %d KB',
+             spec.name, pages, rows, seconds, _rate(rows - resume.rows, seconds), body_bytes // 1024,
+             stored_bytes // 1024)
+    return {'pages': pages, 'rows': rows, 'seconds': round(seconds, 3),
+            'render_seconds': round(render_seconds, 3), 'store_seconds': round(storer.seconds, 3),
+            'source_bytes': body_bytes, 'stored_bytes': stored_bytes, 'peak_rss_mb': _peak_rss_mb()}
+
+
+def ingest(spec: DatasetPipelineSpec, run: RunContext, ports: Ports, clock: Callable[[], float] = time.monotonic,
+           sleep: Callable[[float], None] = time.sleep) -> Summary:
+    """Claim ready pages one at a time and load them, until fetch has finished and nothing
+    is left to claim. Raises Idle when there has been nothing to load for a while."""
+    config = settings.current()
+    renderer = RecordRenderer(spec.columns)
+    conn = ports.connect()
+    pages = rows = 0
+    started = idle_since = clock()
+    wait = 0.1
+    read_seconds = copy_seconds = 0.0
+    try:
+        while True:
+            with conn.cursor() as cursor:
+                claimed = ledger.claim_page(cursor, run.run_key)
+                if claimed is not None:
+                    reading = time.perf_counter()
+                    payload = pagestore.decode_page(ports.pages.get(claimed.variable_key), claimed.variable_key)
+                    copying = time.perf_counter()
+                    read_seconds += copying - reading
+                    ports.strategy.load(cursor, spec, run.run_key, renderer, payload, claimed.url)
+                    ledger.mark_loaded(cursor, run.run_key, claimed.page_number, run.task_label)
+            conn.commit()
+            if claimed is not None:
+                copy_seconds += time.perf_counter() - copying
+                # The page is loaded for good; its stored value is no longer needed.
+                # (Cleanup deletes any that a crash leaves here.)
+                ports.pages.delete(claimed.variable_key)
+                pages, rows = pages + 1, rows + claimed.rows
+                log.info('%s: loaded page %d (%d rows); %d rows by this task, %s', spec.name,
+                         claimed.page_number, claimed.rows, rows, _rate(rows, clock() - started))
+                idle_since, wait = clock(), 0.1
+                continue
+            state = ledger.get_run(conn, run.run_key)
+            if state is None:
+                raise FetchFailed(f'{spec.name}: the run {run.run_key} is not in the ledger')
+            if state.fetch_state == ledger.FETCH_DONE:
+                break
+            if state.fetch_state == ledger.FETCH_FAILED:
+                raise FetchFailed(f'{spec.name}: stopping, fetch failed: {state.fetch_error}')
+            idle = clock() - idle_since
+            if idle >= config.fetch_stall_seconds:
+                raise FetchFailed(f'{spec.name}: fetch has stored no page for {idle:.0f} s')
+            fetch_waiting = state.fetch_state in (ledger.FETCH_WAITING, ledger.FETCH_RETRYING)
+            if fetch_waiting and idle >= YIELD_TO_FETCH_SECONDS:
+                log.info('%s: fetch is %s; handing the worker slot back so that it can run',
+                         spec.name, state.fetch_state)
+                raise Idle()
+            if idle >= config.ingest_idle_reschedule_seconds:
+                log.info('%s: nothing to load for %.0f s; handing the worker slot back', spec.name, idle)
+                raise Idle()
+            sleep(wait)
+            wait = min(wait * 2, config.ingest_poll_max_seconds)
+    finally:
+        conn.close()
+    seconds = clock() - started
+    log.info('%s: this task loaded %d pages, %d rows in %.1f s (%s)', spec.name, pages, rows, seconds,
+             _rate(rows, seconds))
+    return {'pages': pages, 'rows': rows, 'seconds': round(seconds, 3), 'read_seconds': round(read_seconds, 3),
+            'copy_seconds': round(copy_seconds, 3), 'peak_rss_mb': _peak_rss_mb()}
+
+
+def publish(spec: DatasetPipelineSpec, run: RunContext, ports: Ports) -> Summary:
+    """Publish the loaded pages (the replace strategy: swap the staging table in), once
+    fetch is done and every page it stored is loaded; the ledger and the load history
+    record it in the same transaction."""
+    conn = ports.connect()
+    try:
+        state = ledger.get_run(conn, run.run_key)
+        if state is None or state.fetch_state != ledger.FETCH_DONE:
+            raise RunNotSwapped(f'{spec.name}: fetch has not finished (state {state and state.fetch_state})')
+        counts = ledger.page_counts(conn, run.run_key)
+        loaded = counts.get(ledger.LOADED, 0)
+        if loaded != state.pages or sum(counts.values()) != state.pages:
+            raise RunNotSwapped(f'{spec.name}: {loaded} of {state.pages} pages loaded ({counts}); not swapping')
+
+        def record(cursor: Cursor, rows_before: int | None, rows_after: int) -> None:
+            ledger.mark_swapped(cursor, run.run_key)
+            ledger.record_load(cursor, run.run_key, rows_before, rows_after, spec.source_url)
+
+        result = ports.strategy.publish(conn, spec, run.run_key, state.rows or 0, record)
+    finally:
+        conn.close()
+    log.info('%s: swapped in %s: %s -> %d rows; readers were locked out for %.1f ms; views re-pointed: %s',
+             spec.name, spec.table_name, 'no table' if result.rows_before is None else result.rows_before,
+             result.rows_after, result.lock_seconds * 1000, ', '.join(result.views_repointed) or 'none')
+    return {'table': spec.table_name, 'rows_before': result.rows_before, 'rows_after': result.rows_after,
+            'lock_ms': round(result.lock_seconds * 1000, 1), 'views_repointed': list(result.views_repointed),
+            'warnings': list(result.warnings)}
+
+
+def cleanup(spec: DatasetPipelineSpec, run: RunContext, ports: Ports) -> Summary:
+    """Runs whatever happened before: deletes the run's stored pages and what the strategy
+    left. Fails when the run did not publish, so that the run shows as failed."""
+    conn = ports.connect()
+    try:
+        ledger.ensure_schema(conn)
+        state = ledger.get_run(conn, run.run_key)
+        keys = set(ledger.variable_keys(conn, run.run_key)) | set(
+            ports.pages.keys(pagestore.run_key_prefix(run.run_key)))
+        for key in keys:
+            ports.pages.delete(key)
+        ports.strategy.discard(conn, spec, run.run_key)
+        if state is not None:
+            ledger.finish_run(conn, run.run_key)
+    finally:
+        conn.close()
+    log.info('%s: deleted %d stored pages and staging table %s', spec.name, len(keys),
+             ports.strategy.staging_name(spec, run.run_key))
+    if state is None or not state.swapped:
+        raise RunNotSwapped(f'{spec.name}: the run did not swap {spec.table_name}; it is unchanged. '
+                            'See the failed task above for why.')
+    return {'variables_deleted': len(keys), 'finished_at': datetime.datetime.now(datetime.timezone.utc).isoformat()}

@@ -1,0 +1,5 @@
+import sys
+
+from devstack.demo import main
+
+sys.exit(main())

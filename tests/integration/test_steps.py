@@ -1,0 +1,304 @@
+"""The steps of a dataset run, run in-process against the real PostgreSQL and demo source,
+with pages kept in memory instead of Airflow Variables. tests/e2e runs the same steps as
+tasks on a real Airflow scheduler and Celery worker."""
+
+import threading
+
+import psycopg2.errorcodes
+import pytest
+
+from dataflow.errors import FetchFailed, RecordError, RunNotSwapped, SourceError
+from dataflow.load import catalog
+from dataflow.runs import ledger, pagestore, steps
+from dataflow.runs.pagestore import MemoryPageStore
+from devstack.omis_records import omis_record
+from tests.support.omis import omis_spec
+from tests.support.postgres import leftover_tables
+from tests.support.runs import ports
+from tests.support.settings import use_settings
+from tests.support.sources import hawk_client
+
+
+class Steps:
+    """The steps of one pipeline, each with ports over this test's database and source."""
+
+    def __init__(self, spec, dsn):
+        self.spec, self.dsn = spec, dsn
+
+    def ports(self, store=None):
+        return ports(self.dsn, client(), store if store is not None else MemoryPageStore())
+
+    def check(self, run):
+        return steps.check_if_table_exists(self.spec, run, self.ports())
+
+    def create(self, run):
+        return steps.create_target_table(self.spec, run, self.ports())
+
+    def fetch(self, run, store):
+        return steps.fetch(self.spec, run, self.ports(store))
+
+    def ingest(self, run, store, **kwargs):
+        return steps.ingest(self.spec, run, self.ports(store), **kwargs)
+
+    def publish(self, run):
+        return steps.publish(self.spec, run, self.ports())
+
+    def cleanup(self, run, store):
+        return steps.cleanup(self.spec, run, self.ports(store))
+
+
+@pytest.fixture
+def spec(source):
+    return omis_spec(source)
+
+
+@pytest.fixture
+def do(spec, datasets_dsn):
+    return Steps(spec, datasets_dsn)
+
+
+def run_context(try_number=1, max_tries=3, label='test', key='OMISDatasetPipeline/manual__1#0'):
+    return steps.RunContext(key, try_number, max_tries, label)
+
+
+def client():
+    return hawk_client(max_attempts=1, backoff_base=0.01, read_timeout=5)
+
+
+def loaded_rows(conn):
+    with conn.cursor() as cursor:
+        cursor.execute('SELECT omis_order_reference, company_name, subtotal FROM omis_dataset ORDER BY 1')
+        rows = cursor.fetchall()
+    conn.commit()
+    return rows
+
+
+def source_rows(source):
+    return sorted((r['reference'], r['company__name'], r['subtotal_cost']) for r in source.records())
+
+
+def run_all(do, run, store, ingest_tasks=3):
+    """fetch alongside check -> create -> ingest x N (threads) -> swap -> cleanup."""
+    errors = []
+
+    def guarded(function, *args):
+        try:
+            function(*args)
+        except Exception as exc:  # noqa: BLE001 - reported by the caller
+            errors.append(exc)
+
+    fetcher = threading.Thread(target=guarded, args=(do.fetch, run, store))
+    fetcher.start()
+    do.check(run)
+    do.create(run)
+    loaders = [threading.Thread(target=guarded, args=(do.ingest, run, store)) for _ in range(ingest_tasks)]
+    for thread in loaders:
+        thread.start()
+    for thread in [fetcher, *loaders]:
+        thread.join()
+    if errors:
+        raise errors[0]
+    summary = do.publish(run)
+    do.cleanup(run, store)
+    return summary
+
+
+def test_concurrent_ingest_loads_every_page_exactly_once(do, spec, source, datasets_conn):
+    source.put(*(omis_record(i) for i in range(2050)))
+    store = MemoryPageStore()
+    summary = run_all(do, run_context(), store)
+    assert summary['rows_after'] == 2050 and summary['rows_before'] is None
+    assert loaded_rows(datasets_conn) == source_rows(source)
+    assert store.values == {} and store.sets == 21 and store.gets == 21
+    assert leftover_tables(datasets_conn) == []
+    with datasets_conn.cursor() as cursor:
+        cursor.execute('SELECT count(*) FROM dataflow.pages')
+        assert cursor.fetchone() == (0,)
+        cursor.execute('SELECT swapped_at IS NOT NULL, finished_at IS NOT NULL, pages, rows FROM dataflow.runs')
+        assert cursor.fetchall() == [(True, True, 21, 2050)]
+        cursor.execute('SELECT h.table_name, h.pipeline, h.rows_before, h.rows_after, h.source_url, '
+                       'h.started_at = r.created_at, h.finished_at >= h.started_at '
+                       'FROM dataflow.load_history h JOIN dataflow.runs r USING (run_key)')
+        assert cursor.fetchall() == [('omis_dataset', 'OMISDatasetPipeline', None, 2050, spec.source_url, True, True)]
+    datasets_conn.commit()
+
+
+def test_a_second_run_replaces_the_table(do, source, datasets_conn):
+    source.put(*(omis_record(i) for i in range(300)))
+    run_all(do, run_context(key='r/1#0'), MemoryPageStore())
+    source.remove(*(omis_record(i)['reference'] for i in range(0, 300, 3)))
+    source.put(*(omis_record(i, version=2) for i in range(1, 300, 3)), *(omis_record(i) for i in range(300, 420)))
+    summary = run_all(do, run_context(key='r/2#0'), MemoryPageStore())
+    assert (summary['rows_before'], summary['rows_after']) == (300, 320)
+    assert loaded_rows(datasets_conn) == source_rows(source)
+
+
+def test_fetch_retry_resumes_after_the_last_stored_page(do, source, datasets_conn):
+    source.put(*(omis_record(i) for i in range(450)))
+    store, run = MemoryPageStore(), run_context(try_number=1, max_tries=2)
+    do.create(run)
+    source.fail_next(2, 503)
+    with pytest.raises(SourceError, match=r'\?page=2: gave up after 1 attempts: HTTP 503'):
+        do.fetch(run, store)
+    state = ledger.get_run(datasets_conn, run.run_key)
+    assert state.fetch_state == ledger.FETCH_RETRYING and 'HTTP 503' in state.fetch_error
+    assert len(store.values) == 2
+
+    summary = do.fetch(run_context(try_number=2, max_tries=2), store)
+    assert (summary['pages'], summary['rows']) == (5, 450)
+    assert dict(source.requests) == {0: 1, 1: 1, 2: 2, 3: 1, 4: 1}
+    do.ingest(run, store)
+    do.publish(run)
+    do.cleanup(run, store)
+    assert loaded_rows(datasets_conn) == source_rows(source)
+
+
+def test_ingest_stops_when_fetch_fails_for_good(do, source, datasets_conn):
+    source.put(*(omis_record(i) for i in range(150)))
+    store, run = MemoryPageStore(), run_context(try_number=3, max_tries=3)
+    do.create(run)
+    source.fail_next(1, 500)
+    with pytest.raises(SourceError):
+        do.fetch(run, store)
+    with pytest.raises(FetchFailed, match=r'OMISDatasetPipeline: stopping, fetch failed: SourceError: .*HTTP 500'):
+        do.ingest(run, store)
+    with pytest.raises(RunNotSwapped, match='fetch has not finished'):
+        do.publish(run)
+    with pytest.raises(RunNotSwapped, match='the run did not swap omis_dataset; it is unchanged'):
+        do.cleanup(run, store)
+    assert store.values == {}
+    assert leftover_tables(datasets_conn) == []
+    assert not catalog.table_exists(datasets_conn, 'omis_dataset')
+
+
+def fake_time():
+    now, waits = [0.0], []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        now[0] += seconds
+
+    return (lambda: now[0]), sleep, waits
+
+
+def idle_ingest(do, conn, fetch_state, waits):
+    """Run ingest on simulated time, with no page ever stored and fetch in `fetch_state`,
+    recording in `waits` how long it waited between its looks for a page."""
+    run = run_context()
+    do.create(run)
+    ledger.set_fetch_state(conn, run.run_key, fetch_state)
+    clock, sleep, recorded = fake_time()
+    try:
+        do.ingest(run, MemoryPageStore(), clock=clock, sleep=sleep)
+    finally:
+        waits.extend(recorded)
+
+
+@pytest.mark.parametrize('fetch_state', [ledger.FETCH_WAITING, ledger.FETCH_RETRYING])
+def test_ingest_yields_its_slot_quickly_when_fetch_is_not_running(do, datasets_conn, fetch_state):
+    waits = []
+    with pytest.raises(steps.Idle):
+        idle_ingest(do, datasets_conn, fetch_state, waits)
+    assert waits == [0.1, 0.2, 0.4, 0.8, 1.6]
+
+
+def test_ingest_waits_for_a_slow_fetch_with_bounded_backoff_then_yields(do, datasets_conn, monkeypatch):
+    use_settings(monkeypatch, ingest_idle_reschedule_seconds=60.0)
+    waits = []
+    with pytest.raises(steps.Idle):
+        idle_ingest(do, datasets_conn, ledger.FETCH_RUNNING, waits)
+    assert waits[:6] == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0]
+    assert max(waits) == 2.0 and 60 <= sum(waits) < 62
+
+
+def test_ingest_gives_up_on_a_stalled_fetch(do, datasets_conn, monkeypatch):
+    use_settings(monkeypatch, ingest_idle_reschedule_seconds=1000.0, fetch_stall_seconds=30.0)
+    with pytest.raises(FetchFailed, match='fetch has stored no page for 3. s'):
+        idle_ingest(do, datasets_conn, ledger.FETCH_RUNNING, [])
+
+
+def test_a_crash_mid_page_leaves_the_page_for_another_task(do, source, datasets_conn, monkeypatch):
+    source.put(*(omis_record(i) for i in range(250)))
+    store, run = MemoryPageStore(), run_context()
+    do.create(run)
+    do.fetch(run, store)
+
+    with monkeypatch.context() as patch:
+        def killed(*args):
+            raise SystemExit('worker killed between COPY and commit')
+
+        patch.setattr(ledger, 'mark_loaded', killed)
+        with pytest.raises(SystemExit):
+            do.ingest(run, store)
+    assert ledger.page_counts(datasets_conn, run.run_key) == {ledger.READY: 3}
+
+    assert do.ingest(run, store)['pages'] == 3
+    do.publish(run)
+    do.cleanup(run, store)
+    assert loaded_rows(datasets_conn) == source_rows(source)
+
+
+def test_fetch_fails_on_a_bad_record_before_storing_its_page(do, source, datasets_conn):
+    broken = omis_record(150)
+    broken['company__name'] = None
+    source.put(*(omis_record(i) for i in range(150)), broken)
+    store, run = MemoryPageStore(), run_context(try_number=3, max_tries=3)
+    do.create(run)
+    with pytest.raises(RecordError, match=(
+            rf"page {source.dataset_url}\?page=1: record {broken['reference']!r}: "
+            r"field company__name \(column company_name\): is null, but its column is NOT NULL")):
+        do.fetch(run, store)
+    assert len(store.values) == 1  # page 0 only
+    state = ledger.get_run(datasets_conn, run.run_key)
+    assert state.fetch_state == ledger.FETCH_FAILED and 'company__name' in state.fetch_error
+
+
+def test_a_bad_record_fails_fetch_for_good_even_with_tries_left(do, source, datasets_conn):
+    broken = omis_record(3)
+    broken['company__name'] = None
+    source.put(broken)
+    store, run = MemoryPageStore(), run_context(try_number=1, max_tries=3)
+    do.create(run)
+    with pytest.raises(RecordError):
+        do.fetch(run, store)
+    assert ledger.get_run(datasets_conn, run.run_key).fetch_state == ledger.FETCH_FAILED
+    with pytest.raises(FetchFailed):
+        do.ingest(run, store)
+
+
+def test_a_value_postgresql_refuses_is_named_by_page_and_record(do, source, datasets_conn):
+    bad = omis_record(5)
+    bad['delivery_date'] = '2020-02-30'
+    source.put(*(omis_record(i) for i in range(5)), bad)
+    store, run = MemoryPageStore(), run_context()
+    do.create(run)
+    do.fetch(run, store)
+    with pytest.raises(RecordError) as error:
+        do.ingest(run, store)
+    assert str(error.value).startswith(
+        f"page {source.dataset_url}: record {bad['reference']!r}: field delivery_date (column delivery_date): ")
+    assert error.value.sqlstate == psycopg2.errorcodes.DATETIME_FIELD_OVERFLOW
+    assert ledger.page_counts(datasets_conn, run.run_key) == {ledger.READY: 1}
+
+
+def test_cleanup_sweeps_a_variable_a_crash_left_out_of_the_ledger(do, source, datasets_conn):
+    source.put(*(omis_record(i) for i in range(150)))
+    store, run = MemoryPageStore(), run_context()
+    do.create(run)
+    do.fetch(run, store)
+    orphan = pagestore.page_key(run.run_key, 99)  # written, then the worker died before the ledger
+    store.set(orphan, 'zstd:')
+    unrelated = pagestore.page_key('OtherPipeline/run#0', 0)
+    store.set(unrelated, 'zstd:')
+    with pytest.raises(RunNotSwapped):
+        do.cleanup(run, store)
+    assert list(store.values) == [unrelated]
+
+
+def test_swap_refuses_when_a_page_is_not_loaded(do, source, datasets_conn):
+    source.put(*(omis_record(i) for i in range(250)))
+    store, run = MemoryPageStore(), run_context()
+    do.create(run)
+    do.fetch(run, store)
+    with pytest.raises(RunNotSwapped, match=r'0 of 3 pages loaded'):
+        do.publish(run)

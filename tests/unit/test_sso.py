@@ -1,0 +1,110 @@
+"""The SSO rules on their own; tests/e2e/test_sso.py proves them with a real provider,
+the real api-server and a real browser."""
+
+import pytest
+from flask import Flask
+
+from dataflow.errors import ConfigurationError
+from dataflow.web import sso
+from tests.support.settings import use_settings
+
+
+@pytest.fixture
+def settings(monkeypatch):
+    values = {
+        'SSO_PROVIDER': 'authbroker', 'AUTHBROKER_URL': 'https://sso.example', 'AUTHBROKER_CLIENT_ID': 'id',
+        'AUTHBROKER_CLIENT_SECRET': 'secret', 'AUTHBROKER_ALLOWED_DOMAINS': 'digital.trade.gov.uk, Trade.Gov.UK',
+        'SSO_ADMIN_EMAILS': 'Boss@trade.gov.uk', 'OIDC_DISCOVERY_URL': '', 'OIDC_CLIENT_ID': '', 'OIDC_CLIENT_SECRET': '',
+    }
+    use_settings(monkeypatch, **{name.lower(): value for name, value in values.items()})
+    return monkeypatch
+
+
+@pytest.mark.parametrize('email, allowed', [
+    ('someone@trade.gov.uk', True),
+    ('Someone@TRADE.GOV.UK', True),
+    ('someone@digital.trade.gov.uk', True),
+    ('someone@trade.gov.uk@evil.example', False),   # the domain is what follows the last '@'
+    ('someone@evil.example', False),
+    ('someone@sub.trade.gov.uk', False),            # exact domains only
+    ('someone@trade.gov.uk.evil.example', False),
+    ('someone@eviltrade.gov.uk', False),
+    ('no-at-sign', False),
+    ('', False),
+])
+def test_domains_are_matched_exactly_after_the_last_at(settings, email, allowed):
+    assert sso.is_allowed(email) is allowed
+
+
+class Remote:
+    """Stands in for authlib's remote app: returns a fixed user for /api/v1/user/me/."""
+
+    def __init__(self, me):
+        self.me, self.paths = me, []
+
+    def get(self, path):
+        self.paths.append(path)
+        me = self.me
+
+        class Response:
+            def raise_for_status(self):
+                pass
+
+            def json(self):
+                return me
+
+        return Response()
+
+
+def test_authbroker_user_info_and_admin_role(settings):
+    with Flask(__name__).test_request_context():
+        remote = Remote({'email': 'Boss@Trade.gov.uk', 'first_name': 'Ann', 'last_name': 'Boss', 'user_id': 'u1'})
+        info = sso.user_info('authbroker', remote, {})
+        assert remote.paths == ['api/v1/user/me/']
+        assert info == {'username': 'boss@trade.gov.uk', 'email': 'Boss@Trade.gov.uk', 'first_name': 'Ann',
+                        'last_name': 'Boss', 'role_keys': [sso.ADMIN_ROLE_KEY]}
+        plain = sso.user_info('authbroker', Remote({'email': 'a@digital.trade.gov.uk'}), {})
+        assert plain['role_keys'] == [] and plain['first_name'] == ''
+
+
+def test_oidc_user_info_comes_from_the_id_token_claims(settings):
+    with Flask(__name__).test_request_context():
+        claims = {'email': 'a@trade.gov.uk', 'given_name': 'A', 'family_name': 'B'}
+        assert sso.user_info('oidc', None, {'userinfo': claims})['last_name'] == 'B'
+
+
+def test_a_refused_login_is_recorded_for_the_not_allowed_page(settings):
+    from flask import g
+
+    with Flask(__name__).test_request_context():
+        with pytest.raises(sso.LoginRefused):
+            sso.user_info('authbroker', Remote({'email': 'someone@trade.gov.uk@evil.example'}), {})
+        assert g.get(sso._REFUSED) == 'someone@trade.gov.uk@evil.example'
+        page = sso.refused_page('<script>@evil.example')
+        assert page.status_code == 403 and b'&lt;script&gt;@evil.example is not allowed' in page.data
+
+
+@pytest.mark.parametrize('changes, message', [
+    ({'AUTHBROKER_ALLOWED_DOMAINS': ' , '}, 'AUTHBROKER_ALLOWED_DOMAINS must list'),
+    ({'AUTHBROKER_URL': ''}, 'SSO_PROVIDER=authbroker needs AUTHBROKER_URL'),
+    ({'AUTHBROKER_CLIENT_SECRET': '', 'AUTHBROKER_CLIENT_ID': ''},
+     'needs AUTHBROKER_CLIENT_ID, AUTHBROKER_CLIENT_SECRET'),
+    ({'SSO_PROVIDER': 'oidc'}, 'SSO_PROVIDER=oidc needs OIDC_DISCOVERY_URL, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET'),
+    ({'SSO_PROVIDER': 'github'}, "SSO_PROVIDER must be 'authbroker' or 'oidc'"),
+])
+def test_missing_settings_are_named(settings, changes, message):
+    use_settings(settings, **{name.lower(): value for name, value in changes.items()})
+    with pytest.raises(ConfigurationError, match=message):
+        sso.oauth_providers()
+
+
+def test_provider_endpoints(settings):
+    [authbroker] = sso.oauth_providers()
+    remote = authbroker['remote_app']
+    assert (authbroker['name'], remote['authorize_url'], remote['access_token_url'], remote['client_kwargs']) == (
+        'authbroker', 'https://sso.example/o/authorize/', 'https://sso.example/o/token/', {'scope': 'read write'})
+    use_settings(settings, sso_provider='oidc', oidc_discovery_url='https://idp.example/.well-known/openid-configuration',
+                 oidc_client_id='c', oidc_client_secret='s')
+    [oidc] = sso.oauth_providers()
+    assert oidc['remote_app']['server_metadata_url'].endswith('/.well-known/openid-configuration')
+    assert 'openid' in oidc['remote_app']['client_kwargs']['scope']
