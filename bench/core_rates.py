@@ -30,7 +30,7 @@ from dataflow.load.strategies.replace import staging_table_name  # noqa: E402
 from dataflow.pipelines.datasets import OMISDatasetPipeline  # noqa: E402
 from dataflow.sources.connection import hawk_source  # noqa: E402
 from devstack import services  # noqa: E402
-from devstack.omis_records import omis_record  # noqa: E402
+from devstack.datahub_records import omis_record  # noqa: E402
 from devstack.source_api import DemoSource  # noqa: E402
 
 HAWK_ID = 'bench'
@@ -38,8 +38,8 @@ HAWK_ID = 'bench'
 
 def serve(hawk_key, rows, page_size, ready):
     source = DemoSource(HAWK_ID, hawk_key, page_size=page_size)
-    source.put(*(omis_record(i) for i in range(rows)))
-    ready.put(source.dataset_url)
+    source.omis.put(*(omis_record(i) for i in range(rows)))
+    ready.put(source.omis.url)
     source._server.serve_forever()
 
 

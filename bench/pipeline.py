@@ -43,7 +43,7 @@ from dataflow.pipelines.datasets import OMISDatasetPipeline  # noqa: E402
 from dataflow.sources.connection import hawk_source  # noqa: E402
 from devstack import services  # noqa: E402
 from devstack.airflow_stack import AirflowStack  # noqa: E402
-from devstack.omis_records import omis_record  # noqa: E402
+from devstack.datahub_records import omis_record  # noqa: E402
 from devstack.source_api import DemoSource  # noqa: E402
 
 DAG_ID = 'OMISDatasetPipeline'
@@ -53,7 +53,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def serve(hawk_key, rows, page_size, port, ready):
     source = DemoSource(HAWK_ID, hawk_key, page_size=page_size, port=port)
-    source.put(*(omis_record(i) for i in range(rows)))
+    source.omis.put(*(omis_record(i) for i in range(rows)))
     ready.put(source.url)
     source._server.serve_forever()
 

@@ -3,7 +3,9 @@
     dataflow check [--dsn DSN | --no-database]      validate every pipeline class; exit 1 on any problem
     dataflow list [--dsn DSN]                       pipelines, schedules, targets and last loads
     dataflow show PIPELINE [--rows N] [--dsn DSN]   a dataset's columns, row count, last load, first rows
-    dataflow run PIPELINE [--dsn DSN]               run a dataset pipeline once, in this process
+    dataflow run PIPELINE [--dsn DSN]               run a dataset pipeline once, in this process, reading its
+                                                    source connection as a task would (HAWK_ID, HAWK_KEY and
+                                                    DATAHUB_BASE_URL for the default `datahub`)
 
 The datasets database is, in this order: --dsn; the `datasets_db` Airflow connection
 (AIRFLOW_CONN_DATASETS_DB); the database a demo run recorded (dataflow.load.localdb), its
@@ -23,7 +25,7 @@ from psycopg2.extensions import connection as Connection
 
 from dataflow import settings
 from dataflow.definitions.datasets import DatasetPipelineSpec
-from dataflow.definitions.discovery import PIPELINES_PACKAGE, discover, discover_views
+from dataflow.definitions.discovery import discover, discover_views
 from dataflow.definitions.templates import render_where_clause, template_context
 from dataflow.definitions.views import ViewPipelineSpec
 from dataflow.errors import DataflowError, DefinitionError, RunFailed
@@ -35,7 +37,7 @@ from dataflow.load.views import create_view_statement
 from dataflow.runs import ledger, local
 from dataflow.runs.pagestore import MemoryPageStore
 from dataflow.runs.steps import Ports
-from dataflow.sources.connection import hawk_source
+from dataflow.sources.connection import source_for
 
 OK, FAILED = 'ok', 'FAILED'
 
@@ -197,7 +199,7 @@ def show(args: argparse.Namespace, out: TextIO) -> int:
     except (psycopg2.Error, DataflowError) as exc:
         print(f'Cannot read the datasets database: {str(exc).strip()}', file=out)
         return 2
-    print(f'{spec.name}: {spec.source_url} -> {catalog.DEFAULT_SCHEMA}.{spec.table_name}', file=out)
+    print(f'{spec.name}: {spec.source} -> {catalog.DEFAULT_SCHEMA}.{spec.table_name}', file=out)
     if not exists:
         print('The table does not exist yet: the pipeline has not loaded it.', file=out)
     else:
@@ -224,8 +226,10 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         print(f'\r{line}\033[K', end='', file=out, flush=True)
 
     try:
+        from dataflow.airflow.connections import source_connection  # loads Airflow: connections may be its
+
+        source = source_for(source_connection(spec.source_conn_id), config)
         with _connector(args) as connect:
-            source = hawk_source(config.hawk_id, config.hawk_key, config.hawk_algorithm, config)
             ports = Ports(connect, source, MemoryPageStore(), ReplaceStrategy())
             result = local.run(spec, ports, ingest_threads=args.ingest_threads,
                                progress=progress if on_terminal else None)
@@ -257,7 +261,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         command = commands.add_parser(name, help=help_text)
         command.add_argument('--dsn', help='the datasets database (default: the datasets_db Airflow connection, '
                                            'else the demo\'s)')
-        command.add_argument('--package', default=PIPELINES_PACKAGE, help=argparse.SUPPRESS)
+        command.add_argument('--package', default=None, help=argparse.SUPPRESS)
         if name == 'check':
             command.add_argument('--no-database', action='store_true', help='skip the checks PostgreSQL does')
         if name in ('show', 'run'):

@@ -86,6 +86,10 @@ class QualityGateFailed(Fatal):
     """The new table failed a quality gate; the target is unchanged."""
 
 
+class SchemaDrift(Fatal):
+    """The source no longer sends a mapped field; nothing was swapped."""
+
+
 class FetchFailed(Fatal):
     """Fetch failed for good; the ingest tasks stop."""
 

@@ -96,6 +96,7 @@ class Settings:
     task_retry_delay_seconds: float
     redis_url: str
     pipeline_schedules_enabled: bool
+    pipeline_packages: tuple[str, ...]
     sso_provider: str
     authbroker_url: str
     authbroker_client_id: str
@@ -159,6 +160,10 @@ class Settings:
             redis_url=read.text('REDIS_URL', 'redis://127.0.0.1:6379/0'),
             # False: every pipeline DAG runs only when triggered (the demo, tests, benchmarks).
             pipeline_schedules_enabled=read.flag('PIPELINE_SCHEDULES_ENABLED', True),
+            # The Python packages whose modules hold pipeline classes (comma-separated): data-flow's
+            # own, and a team's that lives elsewhere on the path.
+            pipeline_packages=tuple(p.strip() for p in read.text('PIPELINE_PACKAGES', 'dataflow.pipelines').split(',')
+                                    if p.strip()),
             # Single sign-on (dataflow/web): 'authbroker' (Staff SSO), 'oidc', or 'local'.
             sso_provider=read.text('SSO_PROVIDER', 'authbroker').strip().lower(),
             authbroker_url=read.url('AUTHBROKER_URL'),

@@ -20,7 +20,7 @@ import requests
 from cryptography.fernet import Fernet
 
 import dataflow.airflow
-from dataflow.deploy.environment import AUTH_SETTINGS
+from dataflow.deploy.environment import AUTH_SETTINGS, PLUGINS_FOLDER
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ class AirflowStack:
             'AIRFLOW__API__BASE_URL': self.base_url,
             'AIRFLOW__CORE__EXECUTION_API_SERVER_URL': f'{self.base_url}/execution/',
             'AIRFLOW__CORE__DAGS_FOLDER': dags_folder,
+            'AIRFLOW__CORE__PLUGINS_FOLDER': PLUGINS_FOLDER,
             'AIRFLOW__CORE__LOAD_EXAMPLES': 'False',
             'AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION': 'False',
             **AUTH_SETTINGS[auth],
@@ -263,9 +264,43 @@ class AirflowApi:
             'GET', f'/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}'
         )['value']
 
+    def set_connection(self, conn_id, conn_type='http', **fields):
+        """Create the connection `conn_id` in Airflow's metastore, or replace its fields."""
+        body = {'connection_id': conn_id, 'conn_type': conn_type, **fields}
+        try:
+            return self._request('PATCH', f'/connections/{conn_id}', json=body)
+        except RuntimeError as exc:
+            if 'HTTP 404' not in str(exc):
+                raise
+            return self._request('POST', '/connections', json=body)
+
+    def dag(self, dag_id):
+        return self._request('GET', f'/dags/{dag_id}')
+
+    def assets(self):
+        return self._request('GET', '/assets', params={'limit': 1000})['assets']
+
+    def asset_events(self, asset_id):
+        return self._request('GET', '/assets/events', params={'asset_id': asset_id, 'limit': 1000,
+                                                              'order_by': 'timestamp'})['asset_events']
+
     def variables(self):
         return self._request('GET', '/variables', params={'limit': 1000})['variables']
 
-    def task_log(self, dag_id, run_id, task_id, try_number=1):
-        return self._request('GET', f'/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}',
-                             headers={'Accept': 'application/json'})
+    def task_log(self, dag_id, run_id, task_id, try_number=None):
+        """The text of a task's log: one line per event, each exception as `Type: message`
+        (its causes too); every try's unless `try_number` is given."""
+        if try_number is None:
+            [instance] = [ti for ti in self.task_instances(dag_id, run_id) if ti['task_id'] == task_id]
+            tries = range(1, max(instance['try_number'], 1) + 1)
+        else:
+            tries = [try_number]
+        lines = []
+        for number in tries:
+            logged = self._request('GET', f'/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{number}',
+                                   headers={'Accept': 'application/json'})
+            for event in logged['content']:
+                lines.append(str(event.get('event', '')))
+                for error in event.get('error_detail') or ():
+                    lines.append(f"{error.get('exc_type')}: {error.get('exc_value')}")
+        return '\n'.join(lines)

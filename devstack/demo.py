@@ -1,9 +1,11 @@
 """The demo: the OMIS pipeline end to end on a local Airflow 3 stack.
 
-Starts (or reuses) PostgreSQL and Redis, serves generated OMIS records from the
-Hawk-signed demo source, starts the Airflow api-server, scheduler, dag-processor and a
-Celery worker, triggers the OMISDatasetPipeline DAG, waits for it, and prints the rows
-loaded and how to open the UI. The stack keeps running until Ctrl-C (or --exit).
+Starts (or reuses) PostgreSQL and Redis, serves generated records of Data Hub's three
+datasets in Data Hub's shapes from the Hawk-signed demo source, starts the Airflow
+api-server, scheduler, dag-processor, triggerer and a Celery worker, triggers the
+OMISDatasetPipeline DAG, prints its progress until it is swapped in, and how to look at
+the data. The stack keeps running until Ctrl-C (or --exit); the other pipelines can be
+triggered from the UI.
 """
 
 import argparse
@@ -22,7 +24,7 @@ from dataflow.load import localdb
 from dataflow.runs import ledger, pagestore
 from devstack import services
 from devstack.airflow_stack import AirflowStack
-from devstack.omis_records import omis_record
+from devstack.datahub_records import RECORDS
 from devstack.source_api import DemoSource
 
 DAG_ID = 'OMISDatasetPipeline'
@@ -133,7 +135,7 @@ def _is_embedded(admin_dsn, state_dir):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='bin/demo', description=__doc__.splitlines()[0])
-    parser.add_argument('--rows', type=int, default=5000, help='OMIS records the demo source serves')
+    parser.add_argument('--rows', type=int, default=5000, help='records of each dataset the demo source serves')
     parser.add_argument('--port', type=int, default=8080, help='Airflow UI and API port (another if taken)')
     parser.add_argument('--source-port', type=int, default=8100, help='demo source port (another if taken)')
     parser.add_argument('--datasets-db', default='dataflow_demo')
@@ -149,8 +151,10 @@ def main(argv=None):
     started = time.monotonic()
     with services.postgres_server(state_dir=args.state_dir) as admin_dsn, services.redis_server() as redis_url, \
             DemoSource(hawk_id, hawk_key, port=port_or_free(args.source_port)) as source:
-        source.put(*(omis_record(i) for i in range(args.rows)))
-        log.info('Demo source serving %d OMIS records at %s', args.rows, source.dataset_url)
+        for path, make in RECORDS.items():
+            source.datasets[f'/v4/dataset/{path}'].put(*(make(i) for i in range(args.rows)))
+        log.info('Demo source serving %d records of each Data Hub dataset (OMIS, contacts, investment projects) '
+                 'at %s/v4/dataset/', args.rows, source.url)
         metadata_dsn = ensure_database(admin_dsn, args.metadata_db, fresh=True)
         datasets_dsn = ensure_database(admin_dsn, args.datasets_db)
         embedded = _is_embedded(admin_dsn, args.state_dir)
@@ -187,6 +191,7 @@ def main(argv=None):
             print(f'\nLoaded {swapped["rows_after"]} rows into {args.datasets_db}.omis_dataset '
                   f'in {seconds:.1f} s from trigger to swap ({time.monotonic() - started:.0f} s in all).')
             print(f'Airflow UI: {stack.base_url}  (local mode: no login, every visitor is an admin)')
+            print(f'Datasets:   {stack.base_url}/plugin/datasets  (what each pipeline loaded, how fresh it is)')
             print(look_at_the_data(args, datasets_dsn, embedded))
             if args.exit:
                 return 0

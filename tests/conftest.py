@@ -66,6 +66,6 @@ def source():
 
 
 @pytest.fixture
-def hawk_client():
+def hawk_client(source):
     """A Hawk client of `source` with quick retries."""
-    return new_hawk_client()
+    return new_hawk_client(base_url=source.url)

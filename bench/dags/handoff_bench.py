@@ -12,7 +12,7 @@ from dataflow.definitions.datasets import dataset_pipeline_spec
 from dataflow.load.copy import RecordRenderer
 from dataflow.pipelines.datasets import OMISDatasetPipeline
 from dataflow.runs import pagestore as handoff
-from devstack.omis_records import omis_record
+from devstack.datahub_records import omis_record
 
 
 def measure(pages=30, **_):

@@ -20,7 +20,7 @@ from collections.abc import Callable, MutableMapping
 from typing import Any, TypeVar
 
 from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import DAG
+from airflow.sdk import DAG, Asset
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.task.trigger_rule import TriggerRule
 from airflow.timetables.interval import CronDataIntervalTimetable, DeltaDataIntervalTimetable
@@ -31,6 +31,7 @@ from dataflow.definitions.checks import Schedule
 from dataflow.definitions.datasets import DatasetPipelineSpec
 from dataflow.definitions.discovery import Discovery
 from dataflow.definitions.views import ViewPipelineSpec
+from dataflow.load.catalog import DEFAULT_SCHEMA
 from dataflow.runs import steps
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,19 @@ def schedule_for(spec_schedule: Schedule, data_intervals: bool = False) -> Any:
     return CronDataIntervalTimetable(spec_schedule, timezone='UTC')
 
 
+def asset_of(target_db: str, table: str) -> Asset:
+    """The Airflow Asset of a dataset table: the swap task produces it, view pipelines read it,
+    so lineage and "last updated" show in Airflow's own Assets view."""
+    return Asset(name=f'{target_db}.{DEFAULT_SCHEMA}.{table}', uri=f'dataflow://{target_db}/{DEFAULT_SCHEMA}/{table}',
+                 group='dataflow')
+
+
+def _description(pipeline_class: type, what: str) -> str:
+    """The DAG list's one line: the class docstring's first line, and what the DAG does."""
+    first = (pipeline_class.__doc__ or '').strip().splitlines()
+    return f'{first[0].rstrip(".")}: {what}' if first else what
+
+
 def dataset_dag(spec: DatasetPipelineSpec) -> DAG:
     with DAG(
         dag_id=spec.name,
@@ -76,7 +90,9 @@ def dataset_dag(spec: DatasetPipelineSpec) -> DAG:
         max_active_runs=1,
         default_args=default_args(),
         tags=DATASET_TAGS,
-        doc_md=(spec.pipeline_class.__doc__ or '') + f'\n\nLoads `{spec.source_url}` into `{spec.table_name}`.',
+        description=_description(spec.pipeline_class, f'{spec.source} -> {spec.target_db}: {spec.table_name}'),
+        doc_md=(spec.pipeline_class.__doc__ or '') + f'\n\nLoads `{spec.source_path}` of the source connection '
+                                                     f'`{spec.source_conn_id}` into `{spec.table_name}`.',
     ) as dag:
         def operator(task_id: str, step: tasks.Step, **kwargs: Any) -> PythonOperator:
             return PythonOperator(task_id=task_id, python_callable=tasks.step_callable(step, spec), **kwargs)
@@ -85,7 +101,7 @@ def dataset_dag(spec: DatasetPipelineSpec) -> DAG:
         fetch = operator('fetch', steps.fetch, priority_weight=FETCH_PRIORITY, weight_rule='absolute')
         create = operator('create-target-table', steps.create_target_table)
         ingest = [operator(f'ingest-{i}', steps.ingest) for i in range(settings.current().ingest_task_concurrency)]
-        swap = operator('swap', steps.publish)
+        swap = operator('swap', steps.publish, outlets=[asset_of(spec.target_db, spec.table_name)])
         cleanup = operator('cleanup', steps.cleanup, trigger_rule=TriggerRule.ALL_DONE)
 
         check >> create >> ingest >> swap
@@ -108,10 +124,14 @@ def view_dag(spec: ViewPipelineSpec) -> DAG:
         catchup=spec.catchup,
         default_args=default_args(),
         tags=VIEW_TAGS,
+        description=_description(spec.pipeline_class,
+                                 f'{spec.view_name}_YYYY_MM_DD views over {spec.dataset.target_db}: '
+                                 f'{spec.dataset.table_name}'),
         doc_md=(spec.pipeline_class.__doc__ or '') +
         f'\n\nCreates `{spec.view_name}_YYYY_MM_DD` views over `{spec.dataset.table_name}`.',
     ) as dag:
-        PythonOperator(task_id='create-view', python_callable=create_view)
+        PythonOperator(task_id='create-view', python_callable=create_view,
+                       inlets=[asset_of(spec.dataset.target_db, spec.dataset.table_name)])
     return dag
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException
 
 from dataflow import settings
-from dataflow.airflow.connections import connector_for
+from dataflow.airflow.connections import connector_for, source_connection
 from dataflow.airflow.pagestore import VariablePageStore
 from dataflow.definitions.datasets import DatasetPipelineSpec
 from dataflow.definitions.templates import logical_date_of, render_where_clause, template_context, view_name_for
@@ -31,7 +31,7 @@ from dataflow.load.strategies.replace import ReplaceStrategy
 from dataflow.load.views import create_view as create_view_in
 from dataflow.runs import pagestore
 from dataflow.runs.steps import Idle, Ports, RunContext, Summary
-from dataflow.sources.connection import hawk_source
+from dataflow.sources.connection import source_for
 from dataflow.sources.http import Page, Source
 
 log = logging.getLogger(__name__)
@@ -63,19 +63,24 @@ class _SourceWhenUsed:
         self._build = build
         self._source: Source | None = None
 
-    def pages(self, url: str) -> Iterator[Page]:
+    def _built(self) -> Source:
         if self._source is None:
             self._source = self._build()
-        return self._source.pages(url)
+        return self._source
+
+    def url_for(self, path: str) -> str:
+        return self._built().url_for(path)
+
+    def pages(self, url: str) -> Iterator[Page]:
+        return self._built().pages(url)
 
 
 def ports_for(spec: DatasetPipelineSpec) -> Ports:
-    """The ports of a deployment: the `target_db` connection, the source from the settings,
-    pages in Variables, and the replace strategy."""
-    config = settings.current()
+    """The ports of a deployment: the `target_db` connection, the `source_conn_id` source
+    (its connection read when first used), pages in Variables, and the replace strategy."""
     return Ports(
         connect=connector_for(spec.target_db),
-        source=_SourceWhenUsed(lambda: hawk_source(config.hawk_id, config.hawk_key, config.hawk_algorithm, config)),
+        source=_SourceWhenUsed(lambda: source_for(source_connection(spec.source_conn_id), settings.current())),
         pages=VariablePageStore(),
         strategy=ReplaceStrategy(),
     )

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import datetime
+import difflib
+from collections.abc import Iterable
 from typing import Any
 
 from dataflow.errors import DefinitionError
@@ -88,3 +90,15 @@ def schedule(problems: Problems, value: Any) -> Schedule:
         return value
     problems.add('schedule_interval', f'must be a cron expression, preset, timedelta or None, got {value!r}')
     return None
+
+
+def known_attributes(problems: Problems, cls: type, known: Iterable[str]) -> None:
+    """Every public attribute of the class (its own or a base class's) must be one data-flow
+    knows: a misspelt one would otherwise be ignored, and its setting silently lost."""
+    known = sorted(known)
+    names = {name for klass in cls.__mro__[:-1] for name in vars(klass) if not name.startswith('_')}
+    for name in sorted(names - set(known)):
+        # Close in spelling ('min_row_ratio'), or a short form of one ('where' for where_clause).
+        nearest = difflib.get_close_matches(name, known, n=1, cutoff=0.6) or [
+            k for k in known if k.startswith(name + '_') or name.startswith(k + '_')][:1]
+        problems.add(name, 'unknown attribute' + (f'; did you mean {nearest[0]}?' if nearest else ''))

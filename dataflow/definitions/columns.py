@@ -70,19 +70,6 @@ class ColumnType:
         return self.base_type in JSON_TYPES and not self.is_array
 
 
-@dataclass(frozen=True)
-class Column:
-    source_field: str   # key in the source record; see `source_path`
-    name: str           # column in the target table
-    type: ColumnType
-
-    @property
-    def source_path(self) -> tuple[str, ...]:
-        """The nested path tried when the record has no literal `source_field` key:
-        'company__name' reads record['company']['name']."""
-        return tuple(self.source_field.split('__'))
-
-
 def _type_name(type_name_node: Any) -> str:
     names = [n.sval for n in type_name_node.names]
     if names[0] == 'pg_catalog':

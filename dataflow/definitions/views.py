@@ -24,6 +24,15 @@ from dataflow.errors import DefinitionError
 # A view's name is `view_name` + '_YYYY_MM_DD' (+ '_HHMM' for intervals that start within a day).
 VIEW_NAME_SUFFIX_BYTES = len('_YYYY_MM_DD_HHMM')
 
+REQUIRED = ('view_name', 'dataset_pipeline', 'fields', 'start_date')
+OPTIONAL: dict[str, Any] = {
+    'end_date': None,
+    'catchup': False,                 # a run for every interval since start_date
+    'schedule_interval': None,        # cron, preset, timedelta; None: only when triggered
+    'where_clause': None,             # a jinja template of one SQL condition
+    'params': {},                     # names the where-clause may use, as {{ params.name }}
+}
+
 # Where-clauses are jinja templates; an undefined name is an error, never ''.
 TEMPLATES = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
 
@@ -117,10 +126,12 @@ def _fields(problems: Problems, value: Any, dataset: DatasetPipelineSpec | None)
 def view_pipeline_spec(cls: type) -> ViewPipelineSpec:
     """The checked spec of a view pipeline class, or DefinitionError listing every problem."""
     problems = Problems(cls)
-    for attribute in ('view_name', 'dataset_pipeline', 'fields', 'start_date'):
-        if not hasattr(cls, attribute):
-            problems.add(attribute, 'is missing')
-    problems.raise_if_any()
+    missing = [attribute for attribute in REQUIRED if not hasattr(cls, attribute)]
+    for attribute in missing:
+        problems.add(attribute, 'is missing')
+    checks.known_attributes(problems, cls, (*REQUIRED, *OPTIONAL))
+    if missing:  # else the checks below go on, so that one error lists every problem
+        problems.raise_if_any()
     attributes: Any = cls  # the class's attributes are checked below, one by one
 
     view_name = attributes.view_name

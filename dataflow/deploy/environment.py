@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 MASTER = 'master'
 WORKER = 'worker'
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The Datasets pages (dataflow/airflow/ui), loaded by every api-server data-flow starts.
+PLUGINS_FOLDER = os.path.join(PACKAGE_ROOT, 'dataflow', 'airflow', 'plugins')
 
 # Old name -> Airflow 3 name, copied over (with a warning) when only the old one is set.
 RENAMED = {
@@ -116,6 +118,7 @@ def build(role: str, environ: Mapping[str, str] | None = None) -> tuple[dict[str
 
     environ.setdefault('AIRFLOW__CORE__EXECUTOR', 'CeleryExecutor')
     environ.setdefault('AIRFLOW__CORE__DAGS_FOLDER', os.path.join(PACKAGE_ROOT, 'dataflow', 'airflow', 'dags'))
+    environ.setdefault('AIRFLOW__CORE__PLUGINS_FOLDER', PLUGINS_FOLDER)
     environ.setdefault('AIRFLOW__CORE__LOAD_EXAMPLES', 'False')
     environ.setdefault('AIRFLOW__CORE__HOSTNAME_CALLABLE', 'dataflow.deploy.environment.hostname')
     environ.setdefault('AIRFLOW_HOME', os.path.join(environ.get('HOME', PACKAGE_ROOT), 'airflow'))

@@ -25,7 +25,8 @@ import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import cursor as Cursor
 
-from dataflow.definitions.columns import Column, ColumnType
+from dataflow.definitions.columns import ColumnType
+from dataflow.definitions.fields import Column
 from dataflow.errors import RecordError
 from dataflow.load.catalog import DEFAULT_SCHEMA, qualified
 
@@ -106,6 +107,24 @@ def renderer_for(column_type: ColumnType) -> Callable[[Any], str]:
     return render_scalar
 
 
+def _cell_renderer(column: Column) -> Callable[[Any], str]:
+    """How one field's (non-null) value becomes its COPY text: its conversion, if it has one,
+    then its column type's renderer."""
+    render = renderer_for(column.type)
+    convert = column.conversion
+    if convert is None:
+        return render
+
+    def converted(value: Any) -> str:
+        try:
+            parts = convert(value)
+        except ValueError as exc:
+            raise _ValueProblem(str(exc)) from None
+        return render(parts)
+
+    return converted
+
+
 def getter_for(column: Column) -> Callable[[dict[str, Any]], Any]:
     key, path = column.source_field, column.source_path
 
@@ -142,7 +161,7 @@ class RecordRenderer:
 
     def __init__(self, columns: Iterable[Column]) -> None:
         self.columns = tuple(columns)
-        self._cells = [(getter_for(c), renderer_for(c.type), c.type.not_null) for c in self.columns]
+        self._cells = [(getter_for(c), _cell_renderer(c), c.type.not_null) for c in self.columns]
         self._key_index = next((i for i, c in enumerate(self.columns) if c.type.primary_key), None)
         self._key_getter = getter_for(self.columns[self._key_index]) if self._key_index is not None else None
 

@@ -10,7 +10,7 @@ from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 
 from dataflow.definitions.checks import MAX_IDENTIFIER_BYTES
-from dataflow.definitions.columns import Column
+from dataflow.definitions.fields import Column
 from dataflow.load.catalog import DEFAULT_SCHEMA, qualified
 
 

@@ -15,7 +15,7 @@ class CompletedOMISOrderViewPipeline:
     fields = [
         ('company_name', 'Company Name'),
         ('dit_team', 'DIT Team'),
-        ('subtotal::numeric/100', 'Subtotal'),
+        ('round(net_price / 100.0, 2)', 'Subtotal'),  # the order's subtotal_cost (pence), in pounds
         ('uk_region', 'UK Region'),
         ('market', 'Market'),
         ('sector', 'Sector'),
@@ -45,7 +45,7 @@ class CancelledOMISOrderViewPipeline:
         ('omis_order_reference', 'OMIS Order Reference'),
         ('company_name', 'Company Name'),
         ('dit_team', 'DIT Team'),
-        ('subtotal::numeric/100', 'Subtotal'),
+        ('round(net_price / 100.0, 2)', 'Subtotal'),  # the order's subtotal_cost (pence), in pounds
         ('market', 'Market'),
         ('cancelled_date', 'Cancelled Date'),
         ('cancellation_reason', 'Cancellation Reason'),

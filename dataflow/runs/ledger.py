@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
@@ -73,6 +74,19 @@ CREATE TABLE IF NOT EXISTS dataflow.load_history (
 );
 CREATE INDEX IF NOT EXISTS load_history_table_finished ON dataflow.load_history (table_name, finished_at DESC);
 """
+# Columns added since the tables were first made: (table, column, definition). Added only
+# when missing, as ALTER TABLE locks the table out even when there is nothing to add.
+_ADDED_COLUMNS = (
+    ('runs', 'source_url', 'text'),
+    ('runs', 'source_keys', "text[] NOT NULL DEFAULT '{}'"),
+    ('runs', 'missing_fields', "text[] NOT NULL DEFAULT '{}'"),
+    ('load_history', 'source_keys', "text[] NOT NULL DEFAULT '{}'"),
+    ('load_history', 'unmapped_fields', "text[] NOT NULL DEFAULT '{}'"),
+    ('load_history', 'new_fields', "text[] NOT NULL DEFAULT '{}'"),
+    ('load_history', 'missing_fields', "text[] NOT NULL DEFAULT '{}'"),
+    ('load_history', 'warnings', "text[] NOT NULL DEFAULT '{}'"),
+    ('load_history', 'lock_ms', 'double precision'),
+)
 # Concurrent CREATE ... IF NOT EXISTS can still collide in the catalog; serialise them.
 _DDL_LOCK = 0x64617461666c6f77  # 'dataflow'
 
@@ -82,11 +96,26 @@ def _exists(cursor: Cursor, table: str) -> bool:
     return bool(cursor.fetchone()[0])  # type: ignore[index]
 
 
+def _columns(cursor: Cursor) -> set[tuple[str, str]]:
+    cursor.execute('SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s',
+                   (SCHEMA,))
+    return set(cursor.fetchall())
+
+
 def ensure_schema(conn: Connection) -> None:
-    """Create the ledger tables if needed (committed)."""
+    """Create the ledger tables, and add the columns they lack (committed)."""
+    needed = {('pages', 'run_key')} | {(table, column) for table, column, _ in _ADDED_COLUMNS}
     with conn.cursor() as cursor:
+        if needed <= _columns(cursor):
+            conn.commit()
+            return
         cursor.execute('SELECT pg_advisory_xact_lock(%s)', (_DDL_LOCK,))
         cursor.execute(_DDL)
+        present = _columns(cursor)
+        for table, column, definition in _ADDED_COLUMNS:
+            if (table, column) not in present:
+                cursor.execute(sql.SQL('ALTER TABLE {} ADD COLUMN {} {}').format(
+                    sql.Identifier(SCHEMA, table), sql.Identifier(column), sql.SQL(definition)))
     conn.commit()
 
 
@@ -101,6 +130,9 @@ class Run:
     pages: int | None
     rows: int | None
     swapped: bool
+    source_url: str | None
+    source_keys: tuple[str, ...]      # every key the run's records had
+    missing_fields: tuple[str, ...]   # mapped fields allowed to be missing, found missing
 
 
 def start_run(conn: Connection, run_key: str, pipeline: str, target_table: str, staging_table: str) -> None:
@@ -121,14 +153,19 @@ def get_run(conn: Connection, run_key: str) -> Run | None:
         cursor.execute(
             """
             SELECT run_key, pipeline, target_table, staging_table, fetch_state, fetch_error, pages, rows,
-                   swapped_at IS NOT NULL
+                   swapped_at IS NOT NULL, source_url, source_keys, missing_fields
             FROM dataflow.runs WHERE run_key = %s
             """,
             (run_key,),
         )
         row = cursor.fetchone()
     conn.commit()
-    return Run(*row) if row else None
+    if row is None:
+        return None
+    (run_key, pipeline, target, staging, fetch_state, fetch_error, pages, rows, swapped, source_url, source_keys,
+     missing_fields) = row
+    return Run(run_key, pipeline, target, staging, fetch_state, fetch_error, pages, rows, swapped, source_url,
+               tuple(source_keys), tuple(missing_fields))
 
 
 def set_fetch_state(conn: Connection, run_key: str, state: str, error: str | None = None, pages: int | None = None,
@@ -141,6 +178,16 @@ def set_fetch_state(conn: Connection, run_key: str, state: str, error: str | Non
             WHERE run_key = %s
             """,
             (state, error, pages, rows, run_key),
+        )
+    conn.commit()
+
+
+def start_fetching(conn: Connection, run_key: str, source_url: str) -> None:
+    """fetch is running, from `source_url` (committed)."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            'UPDATE dataflow.runs SET fetch_state = %s, source_url = %s, fetch_heartbeat = now() WHERE run_key = %s',
+            (FETCH_RUNNING, source_url, run_key),
         )
     conn.commit()
 
@@ -174,9 +221,11 @@ def resume_point(conn: Connection, run_key: str, first_url: str) -> ResumePoint:
 
 
 def add_ready_page(conn: Connection, run_key: str, page_number: int, url: str, next_url: str | None,
-                   variable_key: str, rows: int) -> None:
-    """Record a stored page, ready to be claimed (committed). A retry
-    that fetches the page again replaces the record."""
+                   variable_key: str, rows: int, new_keys: list[str] | None = None,
+                   missing_fields: list[str] | None = None) -> None:
+    """Record a stored page, ready to be claimed (committed), with the keys its records
+    brought that the run had not seen and the allowed fields they lacked. A retry that
+    fetches the page again replaces the record."""
     with conn.cursor() as cursor:
         cursor.execute(
             """
@@ -187,7 +236,15 @@ def add_ready_page(conn: Connection, run_key: str, page_number: int, url: str, n
             """,
             (run_key, page_number, url, next_url, variable_key, rows, READY),
         )
-        cursor.execute('UPDATE dataflow.runs SET fetch_heartbeat = now() WHERE run_key = %s', (run_key,))
+        cursor.execute(
+            """
+            UPDATE dataflow.runs SET fetch_heartbeat = now(),
+                source_keys = ARRAY(SELECT DISTINCT k FROM unnest(source_keys || %s::text[]) k ORDER BY k),
+                missing_fields = ARRAY(SELECT DISTINCT k FROM unnest(missing_fields || %s::text[]) k ORDER BY k)
+            WHERE run_key = %s
+            """,
+            (new_keys or [], missing_fields or [], run_key),
+        )
     conn.commit()
 
 
@@ -245,15 +302,52 @@ def mark_swapped(cursor: Cursor, run_key: str) -> None:
     cursor.execute('UPDATE dataflow.runs SET swapped_at = now() WHERE run_key = %s', (run_key,))
 
 
-def record_load(cursor: Cursor, run_key: str, rows_before: int | None, rows_after: int, source_url: str) -> None:
+@dataclass(frozen=True)
+class LoadReport:
+    """What a load found in the source, besides its rows (the load history keeps it)."""
+
+    unmapped_fields: tuple[str, ...] = ()   # keys no field maps
+    new_fields: tuple[str, ...] = ()        # ... of which the last load's source did not send
+    missing_fields: tuple[str, ...] = ()    # mapped fields allowed to be missing, found missing
+    warnings: tuple[str, ...] = ()          # quality gates and drift that warned
+
+
+def record_load(cursor: Cursor, run_key: str, rows_before: int | None, rows_after: int,
+                report: LoadReport = LoadReport()) -> None:
     """Inside the swap's transaction: the load history row of this swap."""
     cursor.execute(
         """
-        INSERT INTO dataflow.load_history (table_name, pipeline, run_key, rows_before, rows_after, source_url, started_at)
-        SELECT target_table, pipeline, run_key, %s, %s, %s, created_at FROM dataflow.runs WHERE run_key = %s
+        INSERT INTO dataflow.load_history (table_name, pipeline, run_key, rows_before, rows_after, source_url,
+                                           started_at, source_keys, unmapped_fields, new_fields, missing_fields,
+                                           warnings)
+        SELECT target_table, pipeline, run_key, %s, %s, coalesce(source_url, ''), created_at, source_keys, %s, %s,
+               %s, %s
+        FROM dataflow.runs WHERE run_key = %s
         """,
-        (rows_before, rows_after, source_url, run_key),
+        (rows_before, rows_after, list(report.unmapped_fields), list(report.new_fields),
+         list(report.missing_fields), list(report.warnings), run_key),
     )
+
+
+def record_lock_time(conn: Connection, run_key: str, lock_seconds: float) -> None:
+    """How long the swap of a load kept readers out, known once it committed (committed)."""
+    with conn.cursor() as cursor:
+        cursor.execute('UPDATE dataflow.load_history SET lock_ms = %s WHERE run_key = %s',
+                       (round(lock_seconds * 1000, 1), run_key))
+    conn.commit()
+
+
+def last_source_keys(conn: Connection, table: str) -> frozenset[str] | None:
+    """The keys the source sent at the table's last load, or None before any load."""
+    with conn.cursor() as cursor:
+        if not _exists(cursor, 'dataflow.load_history'):
+            conn.commit()
+            return None
+        cursor.execute('SELECT source_keys FROM dataflow.load_history WHERE table_name = %s '
+                       'ORDER BY finished_at DESC LIMIT 1', (table,))
+        row = cursor.fetchone()
+    conn.commit()
+    return None if row is None else frozenset(row[0])
 
 
 def last_loads(conn: Connection) -> dict[str, tuple[Any, int]]:

@@ -17,6 +17,7 @@ cleanup removes what the run left behind and fails a run that did not publish.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import queue
@@ -38,6 +39,7 @@ from dataflow.load.connection import Connect
 from dataflow.load.copy import RecordRenderer
 from dataflow.load.strategies import LoadStrategy
 from dataflow.runs import ledger, pagestore
+from dataflow.runs.drift import DriftCheck, unmapped_keys
 from dataflow.runs.pagestore import PageStore
 from dataflow.sources.http import Page, Source
 
@@ -119,6 +121,18 @@ def create_target_table(spec: DatasetPipelineSpec, run: RunContext, ports: Ports
     return {'staging_table': staging}
 
 
+@dataclass(frozen=True)
+class _Fetched:
+    """A fetched page, rendered and encoded, to be stored."""
+
+    number: int
+    page: Page
+    key: str
+    value: str
+    new_keys: list[str]          # keys the run had not seen before this page
+    missing_fields: list[str]    # allowed fields this run found missing so far
+
+
 class _PageStorer(threading.Thread):
     """Stores fetched pages (the page, then the ledger's 'ready' row) in the order they
     come, while the fetch thread goes on fetching and rendering the next ones: both spend
@@ -129,11 +143,11 @@ class _PageStorer(threading.Thread):
     def __init__(self, conn: Connection, store: PageStore, run_key: str) -> None:
         super().__init__(name='page-storer', daemon=True)
         self.conn, self.store, self.run_key = conn, store, run_key
-        self.queue: queue.Queue[tuple[int, Page, str, str] | None] = queue.Queue(maxsize=self.QUEUE_PAGES)
+        self.queue: queue.Queue[_Fetched | None] = queue.Queue(maxsize=self.QUEUE_PAGES)
         self.error: BaseException | None = None
         self.seconds = 0.0
 
-    def put(self, item: tuple[int, Page, str, str] | None) -> None:
+    def put(self, item: _Fetched | None) -> None:
         """Queue a page (None: the end); raise the storer's error if it has failed."""
         while True:
             if self.error is not None:
@@ -166,31 +180,35 @@ class _PageStorer(threading.Thread):
             item = self.queue.get()
             if item is None or self.error is not None:
                 return
-            page_number, page, key, value = item
             started = time.perf_counter()
             try:
                 # The page first, the ledger second: a page in the ledger always has its
                 # stored value; a value a crash leaves out of the ledger is swept by
                 # cleanup, by its run's key prefix.
-                self.store.set(key, value)
-                ledger.add_ready_page(self.conn, self.run_key, page_number, page.url, page.next_url, key,
-                                      len(page.results))
+                self.store.set(item.key, item.value)
+                ledger.add_ready_page(self.conn, self.run_key, item.number, item.page.url, item.page.next_url,
+                                      item.key, len(item.page.results), item.new_keys, item.missing_fields)
             except BaseException as exc:  # noqa: BLE001 - handed to the fetch thread
                 self.error = exc
             self.seconds += time.perf_counter() - started
 
 
 def fetch(spec: DatasetPipelineSpec, run: RunContext, ports: Ports) -> Summary:
-    """Page through the source, storing each page and recording it in the ledger. A retry
-    carries on after the last page stored."""
+    """Page through the source, checking each page for schema drift, storing it and recording
+    it in the ledger. A retry carries on after the last page stored."""
     renderer = RecordRenderer(spec.columns)
+    source_url = ports.source.url_for(spec.source_path)
     conn = ports.connect()
     try:
         _start(conn, spec, run, ports)
-        resume = ledger.resume_point(conn, run.run_key, spec.source_url)
+        resume = ledger.resume_point(conn, run.run_key, source_url)
         if resume.pages:
             log.info('%s: resuming after %d pages (%d rows) already stored', spec.name, resume.pages, resume.rows)
-        ledger.set_fetch_state(conn, run.run_key, ledger.FETCH_RUNNING)
+        recorded = ledger.get_run(conn, run.run_key)
+        drift = DriftCheck(spec, ledger.last_source_keys(conn, spec.table_name) or frozenset(),
+                           set(recorded.source_keys if recorded else ()),
+                           set(recorded.missing_fields if recorded else ()))
+        ledger.start_fetching(conn, run.run_key, source_url)
         page_number, pages, rows = resume.page_number, resume.pages, resume.rows
         started, body_bytes, stored_bytes = time.perf_counter(), 0, 0
         render_seconds = 0.0
@@ -198,12 +216,14 @@ def fetch(spec: DatasetPipelineSpec, run: RunContext, ports: Ports) -> Summary:
         storer.start()
         try:
             for page in (ports.source.pages(resume.url) if resume.url else ()):
-                # Rendered here, so that a record that cannot be loaded fails the run
-                # before anything is loaded, and the stored page is as small as it can be.
+                # Checked and rendered here, so that drift or a record that cannot be loaded
+                # fails the run before anything is loaded, and the stored page is small.
                 rendering = time.perf_counter()
+                new_keys = drift.check(page.url, page.results)
                 value = pagestore.encode_page(renderer.render(page.results, page.url))
                 render_seconds += time.perf_counter() - rendering
-                storer.put((page_number, page, pagestore.page_key(run.run_key, page_number), value))
+                storer.put(_Fetched(page_number, page, pagestore.page_key(run.run_key, page_number), value,
+                                    sorted(new_keys), sorted(drift.missing)))
                 page_number, pages, rows = page_number + 1, pages + 1, rows + len(page.results)
                 body_bytes += page.body_bytes
                 stored_bytes += len(value)
@@ -309,19 +329,40 @@ def publish(spec: DatasetPipelineSpec, run: RunContext, ports: Ports) -> Summary
         if loaded != state.pages or sum(counts.values()) != state.pages:
             raise RunNotSwapped(f'{spec.name}: {loaded} of {state.pages} pages loaded ({counts}); not swapping')
 
-        def record(cursor: Cursor, rows_before: int | None, rows_after: int) -> None:
+        report = _drift_report(spec, state, ledger.last_source_keys(conn, spec.table_name))
+
+        def record(cursor: Cursor, rows_before: int | None, rows_after: int, warnings: tuple[str, ...]) -> None:
             ledger.mark_swapped(cursor, run.run_key)
-            ledger.record_load(cursor, run.run_key, rows_before, rows_after, spec.source_url)
+            ledger.record_load(cursor, run.run_key, rows_before, rows_after,
+                               dataclasses.replace(report, warnings=warnings + report.warnings))
 
         result = ports.strategy.publish(conn, spec, run.run_key, state.rows or 0, record)
+        ledger.record_lock_time(conn, run.run_key, result.lock_seconds)
     finally:
         conn.close()
+    for warning in report.warnings:
+        log.warning('%s', warning)
     log.info('%s: swapped in %s: %s -> %d rows; readers were locked out for %.1f ms; views re-pointed: %s',
              spec.name, spec.table_name, 'no table' if result.rows_before is None else result.rows_before,
              result.rows_after, result.lock_seconds * 1000, ', '.join(result.views_repointed) or 'none')
     return {'table': spec.table_name, 'rows_before': result.rows_before, 'rows_after': result.rows_after,
             'lock_ms': round(result.lock_seconds * 1000, 1), 'views_repointed': list(result.views_repointed),
-            'warnings': list(result.warnings)}
+            'warnings': list(result.warnings + report.warnings), 'unmapped_fields': list(report.unmapped_fields),
+            'new_fields': list(report.new_fields), 'missing_fields': list(report.missing_fields)}
+
+
+def _drift_report(spec: DatasetPipelineSpec, state: ledger.Run, last_keys: frozenset[str] | None) -> ledger.LoadReport:
+    """What the run found of drift: keys no field maps (and which of them are new since the
+    last load), and the fields allowed to be missing that were; warnings for the latter two."""
+    unmapped = unmapped_keys(spec, state.source_keys)
+    new = [key for key in unmapped if last_keys is not None and key not in last_keys]
+    warnings = []
+    if new:
+        warnings.append(f'{spec.name}: the source sends fields no column maps: {", ".join(new)}')
+    if state.missing_fields:
+        warnings.append(f'{spec.name}: the source sent no {", ".join(state.missing_fields)} in some pages; '
+                        'loaded as NULL there (allow_missing_fields)')
+    return ledger.LoadReport(tuple(unmapped), tuple(new), state.missing_fields, tuple(warnings))
 
 
 def cleanup(spec: DatasetPipelineSpec, run: RunContext, ports: Ports) -> Summary:

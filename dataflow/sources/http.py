@@ -49,6 +49,9 @@ class Page:
 class Source(Protocol):
     """Where a dataset's records come from: pages, in order, from the first page's URL."""
 
+    def url_for(self, path: str) -> str:
+        """The absolute URL of a dataset's path on this source."""
+
     def pages(self, url: str) -> Iterator[Page]: ...
 
 
@@ -108,10 +111,14 @@ class PagedJsonClient:
         max_attempts: int,
         backoff_base: float,
         backoff_max: float,
+        base_url: str = '',
+        name: str = '',
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.base_url = base_url.rstrip('/')
+        self.name = name  # the connection it was made from, named in errors about credentials
         self.auth = auth
         self.paginator = paginator
         self.timeout = (connect_timeout, read_timeout)
@@ -123,7 +130,10 @@ class PagedJsonClient:
         self._clock = clock
 
     def __repr__(self) -> str:
-        return f'PagedJsonClient(auth={self.auth!r}, paginator={self.paginator!r})'
+        return f'PagedJsonClient({self.name!r}, {self.base_url!r}, auth={self.auth!r}, paginator={self.paginator!r})'
+
+    def url_for(self, path: str) -> str:
+        return self.base_url + path
 
     def get(self, url: str) -> bytes:
         """The verified body of a GET of `url`, retried as the module says."""
@@ -161,6 +171,11 @@ class PagedJsonClient:
         status = response.status_code
         if status in RETRYABLE_STATUSES:
             raise _Retry(f'HTTP {status}', _retry_after_seconds(response.headers.get('Retry-After'), self._clock()))
+        if status in (401, 403):
+            refused = f'connection {self.name!r}' if self.name else 'the source'
+            raise SourceError(url, f'HTTP {status}: {refused} was refused: check its credentials (and, for Hawk, '
+                                   f'that this machine\'s clock is within a minute of the source\'s): '
+                                   f'{_excerpt(body)}')
         if status != 200:
             raise SourceError(url, f'HTTP {status}: {_excerpt(body)}')
         return body

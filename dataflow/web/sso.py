@@ -145,6 +145,7 @@ def _security_manager_class() -> type:
     classes import the FAB provider, which only the api-server needs."""
     from flask_appbuilder import expose
     from airflow.providers.fab.auth_manager.security_manager.override import FabAirflowSecurityManagerOverride
+    from airflow.providers.fab.www.security import permissions
     from airflow.providers.fab.auth_manager.views.auth_oauth import CustomAuthOAuthView
 
     class DataflowAuthOAuthView(CustomAuthOAuthView):
@@ -158,8 +159,18 @@ def _security_manager_class() -> type:
             session.clear()         # drop the refused person's provider token
             return refused_page(refused)
 
+    read_plugins = (permissions.ACTION_CAN_READ, permissions.RESOURCE_PLUGIN)
+
     class DataflowSecurityManager(FabAirflowSecurityManagerOverride):
         authoauthview = DataflowAuthOAuthView
+        # The UI lists plugins' pages (the Datasets pages) only to those who may read
+        # plugins, which FAB's roles give to Op and Admin; every signed-in role browses
+        # the datasets. Synced into the roles when the api-server starts.
+        ROLE_CONFIGS = [
+            config if config['role'] == 'Public' or read_plugins in config['perms']
+            else {**config, 'perms': [*config['perms'], read_plugins]}
+            for config in FabAirflowSecurityManagerOverride.ROLE_CONFIGS
+        ]
 
         def get_oauth_user_info(self, provider: str, resp: dict[str, Any]) -> dict[str, Any]:
             return user_info(provider, self.oauth_remotes[provider], resp)

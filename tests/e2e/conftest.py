@@ -6,14 +6,17 @@ triggers its own DAG runs and starts from an empty target table."""
 import dataclasses
 import os
 import secrets
+import shutil
 import uuid
 
 import psycopg2
 import pytest
+from psycopg2 import sql
 
 from devstack import services
 from devstack.airflow_stack import AirflowStack
 from devstack.source_api import DemoSource
+from tests.support.browser import chromium
 from tests.support.e2e import E2E_HAWK_ID, INGEST_TASK_CONCURRENCY, PAGE_SIZE
 
 WORKER_CONCURRENCY = 2
@@ -33,10 +36,41 @@ class Stack:
     def connect(self):
         return psycopg2.connect(self.datasets_dsn)
 
+    unpaused: set = dataclasses.field(default_factory=set)
+
     def run_dag(self, dag_id, timeout=300):
+        self.ready(dag_id)
         run_id = f'test-{uuid.uuid4().hex[:10]}'
         self.api.trigger(dag_id, run_id=run_id)
         return run_id, self.api.wait_run(dag_id, run_id, timeout=timeout)
+
+    def ready(self, dag_id):
+        """Unpause a DAG, once. Unpausing a scheduled DAG runs its latest interval at once:
+        that run (of whatever the source holds) is let finish, so tests only meet their own."""
+        if dag_id in self.unpaused:
+            return
+        dag = self.api.wait_dag(dag_id)
+        self.api.unpause(dag_id)
+        if dag.get('timetable_summary') not in (None, 'None'):
+            self.api.wait_runs_finished(dag_id, 1)
+        self.unpaused.add(dag_id)
+
+
+E2E_PIPELINES = 'e2e_pipelines'
+
+
+def copy_test_pipelines(directory):
+    """A package of pipeline classes only these tests run (tests/support/e2e_pipelines), in a
+    directory the stack's processes have on their path, as a team's own package would be."""
+    shutil.copytree(os.path.join(os.path.dirname(os.path.dirname(__file__)), 'support', E2E_PIPELINES),
+                    os.path.join(directory, E2E_PIPELINES))
+    return directory
+
+
+@pytest.fixture(scope='session')
+def browser():
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope='session')
@@ -51,6 +85,8 @@ def stack(pg_admin_dsn, tmp_path_factory):
             str(tmp_path_factory.mktemp('airflow-home')), services.url_for(metadata_dsn), redis_url,
             services.free_port(), worker_concurrency=WORKER_CONCURRENCY, broker_key_prefix=prefix,
             env={
+                'PYTHONPATH': copy_test_pipelines(str(tmp_path_factory.mktemp('pipelines'))),
+                'PIPELINE_PACKAGES': f'dataflow.pipelines,{E2E_PIPELINES}',
                 'HAWK_ID': E2E_HAWK_ID,
                 'HAWK_KEY': hawk_key,
                 'DATAHUB_BASE_URL': source.url,
@@ -66,12 +102,9 @@ def stack(pg_admin_dsn, tmp_path_factory):
             },
         )
         with airflow:  # stopping it also deletes its keys under `prefix`
-            airflow.api.wait_dag('OMISDatasetPipeline')
-            # Unpausing a scheduled DAG runs its latest interval at once: let that run
-            # (of an empty source) finish, so that tests only meet their own runs.
-            airflow.api.unpause('OMISDatasetPipeline')
-            airflow.api.wait_runs_finished('OMISDatasetPipeline', 1)
-            yield Stack(airflow, source, datasets_dsn, hawk_key)
+            stack = Stack(airflow, source, datasets_dsn, hawk_key)
+            stack.ready('OMISDatasetPipeline')
+            yield stack
 
 
 @pytest.fixture
@@ -80,7 +113,9 @@ def fresh_target(stack):
     conn = stack.connect()
     conn.autocommit = True
     with conn.cursor() as cursor:
-        cursor.execute('DROP TABLE IF EXISTS omis_dataset CASCADE')
+        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        for (table,) in cursor.fetchall():
+            cursor.execute(sql.SQL('DROP TABLE IF EXISTS {} CASCADE').format(sql.Identifier('public', table)))
         cursor.execute('DROP SCHEMA IF EXISTS dataflow CASCADE')
     conn.close()
     stack.source.reset()

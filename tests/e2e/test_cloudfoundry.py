@@ -21,7 +21,7 @@ from cryptography.fernet import Fernet
 
 from devstack import services
 from devstack.airflow_stack import AirflowApi
-from devstack.omis_records import omis_record
+from devstack.datahub_records import omis_record
 from devstack.source_api import DemoSource
 from tests.support.checkout import ROOT
 
@@ -273,7 +273,7 @@ def test_a_pipeline_triggered_on_the_master_runs_on_both_workers(cloud_foundry):
     # keeps every ingest task inside its COPY, in its worker slot, until all 4 are there.
     # 4 tasks in 2 + 2 slots: 2 on each worker.
     api, apps, source, dsn = cloud_foundry
-    source.put(*(omis_record(i) for i in range(ROWS)))
+    source.omis.put(*(omis_record(i) for i in range(ROWS)))
     api.wait_dag(DAG_ID)
     api.unpause(DAG_ID)
     run_id = f'cf-{secrets.token_hex(4)}'
@@ -325,7 +325,7 @@ def test_a_pipeline_triggered_on_the_master_runs_on_both_workers(cloud_foundry):
         assert ingest_hosts == set(WORKERS), instances
         loaded = [reference for (reference,) in watch.query('SELECT omis_order_reference FROM omis_dataset')]
         assert len(loaded) == ROWS  # every row once (the primary key forbids twice) ...
-        assert set(loaded) == {record['reference'] for record in source.records()}  # ... and the source's rows
+        assert set(loaded) == {record['reference'] for record in source.omis.records()}  # ... and the source's rows
     finally:
         blocker.close()
         watch.close()

@@ -3,17 +3,21 @@ fewer slots than INGEST_TASK_CONCURRENCY + 1 tasks that want one)."""
 
 import re
 
-from devstack.omis_records import omis_record
-from tests.support.e2e import (DAG_ID, INGEST_TASK_CONCURRENCY, PAGE_SIZE, expected_row, files_containing, leftovers,
+import pytest
+
+from dataflow.definitions.discovery import discover
+from devstack.datahub_records import contact_record, investment_project_record, omis_record
+from tests.support.expected import expected_rows
+from tests.support.e2e import (DAG_ID, INGEST_TASK_CONCURRENCY, PAGE_SIZE, expected_omis, files_containing, leftovers,
                                target_rows)
 
 def test_runs_twice_and_the_target_equals_the_source_each_time(fresh_target):
     stack = fresh_target
-    stack.source.put(*(omis_record(i) for i in range(2450)))
+    stack.source.omis.put(*(omis_record(i) for i in range(2450)))
 
     run_id, run = stack.run_dag(DAG_ID)
     assert run['state'] == 'success', stack.api.task_states(DAG_ID, run_id)
-    assert target_rows(stack) == sorted(expected_row(r) for r in stack.source.records())
+    assert target_rows(stack) == expected_omis(stack.source.omis.records())
     assert leftovers(stack) == ([], [])
     fetched = stack.api.xcom(DAG_ID, run_id, 'fetch')
     assert (fetched['pages'], fetched['rows']) == (25, 2450)
@@ -23,10 +27,10 @@ def test_runs_twice_and_the_target_equals_the_source_each_time(fresh_target):
     assert (swapped['rows_before'], swapped['rows_after']) == (None, 2450)
 
     # Between runs the source removes, changes and adds rows.
-    stack.source.remove(*(omis_record(i)['reference'] for i in range(0, 2450, 7)))
-    stack.source.put(*(omis_record(i, version=1) for i in range(3, 2450, 7)))
-    stack.source.put(*(omis_record(i) for i in range(5000, 5333)))
-    expected = sorted(expected_row(r) for r in stack.source.records())
+    stack.source.omis.remove(*(omis_record(i)['reference'] for i in range(0, 2450, 7)))
+    stack.source.omis.put(*(omis_record(i, version=1) for i in range(3, 2450, 7)))
+    stack.source.omis.put(*(omis_record(i) for i in range(5000, 5333)))
+    expected = expected_omis(stack.source.omis.records())
 
     run_id, run = stack.run_dag(DAG_ID)
     assert run['state'] == 'success', stack.api.task_states(DAG_ID, run_id)
@@ -38,13 +42,13 @@ def test_runs_twice_and_the_target_equals_the_source_each_time(fresh_target):
 
 def test_a_failed_run_leaves_the_target_and_cleans_up(fresh_target):
     stack = fresh_target
-    stack.source.put(*(omis_record(i) for i in range(400)))
+    stack.source.omis.put(*(omis_record(i) for i in range(400)))
     run_id, run = stack.run_dag(DAG_ID)
     assert run['state'] == 'success'
     before = target_rows(stack)
 
-    stack.source.put(*(omis_record(i, version=3) for i in range(400)))
-    stack.source.fail_next(2, *[500] * 20)  # more than every retry of every try
+    stack.source.omis.put(*(omis_record(i, version=3) for i in range(400)))
+    stack.source.omis.fail_next(2, *[500] * 20)  # more than every retry of every try
     run_id, run = stack.run_dag(DAG_ID)
     states = stack.api.task_states(DAG_ID, run_id)
     assert run['state'] == 'failed'
@@ -56,24 +60,38 @@ def test_a_failed_run_leaves_the_target_and_cleans_up(fresh_target):
 
 def test_task_logs_show_progress(fresh_target):
     stack = fresh_target
-    stack.source.put(*(omis_record(i) for i in range(3 * PAGE_SIZE)))
+    stack.source.omis.put(*(omis_record(i) for i in range(3 * PAGE_SIZE)))
     run_id, run = stack.run_dag(DAG_ID)
     assert run['state'] == 'success'
-    fetch_log = str(stack.api.task_log(DAG_ID, run_id, 'fetch'))
+    fetch_log = stack.api.task_log(DAG_ID, run_id, 'fetch')
     assert 'OMISDatasetPipeline: page 2: 100 rows' in fetch_log
     assert re.search(r'fetched 3 pages, 300 rows in [\d.]+ s \([\d,]+/s\)', fetch_log), fetch_log[-2000:]
-    ingest_logs = ' '.join(str(stack.api.task_log(DAG_ID, run_id, f'ingest-{i}')) for i in range(4))
+    ingest_logs = ' '.join(stack.api.task_log(DAG_ID, run_id, f'ingest-{i}') for i in range(4))
     assert re.search(r'loaded page \d \(100 rows\); \d+ rows by this task, [\d,]+/s', ingest_logs)
-    swap_log = str(stack.api.task_log(DAG_ID, run_id, 'swap'))
+    swap_log = stack.api.task_log(DAG_ID, run_id, 'swap')
     assert 'swapped in omis_dataset: no table -> 300 rows' in swap_log
 
 
 def test_no_log_holds_the_hawk_key(fresh_target):
     stack = fresh_target
-    stack.source.put(*(omis_record(i) for i in range(250)))
-    stack.source.fail_next(1, 503)  # a retry, so retry logging is in the logs too
+    stack.source.omis.put(*(omis_record(i) for i in range(250)))
+    stack.source.omis.fail_next(1, 503)  # a retry, so retry logging is in the logs too
     run_id, run = stack.run_dag(DAG_ID)
     assert run['state'] == 'success'
-    assert 'retrying' in str(stack.api.task_log(DAG_ID, run_id, 'fetch'))
+    assert 'retrying' in stack.api.task_log(DAG_ID, run_id, 'fetch')
     leaks, read = files_containing(stack.airflow.home, stack.hawk_key)
     assert read > 10 and leaks == []
+
+
+@pytest.mark.parametrize('dag_id, dataset, make', [
+    ('ContactsDatasetPipeline', 'contacts', contact_record),
+    ('InvestmentProjectsDatasetPipeline', 'investment_projects', investment_project_record),
+])
+def test_the_other_shipped_pipelines_load_data_hubs_shapes_exactly(fresh_target, dag_id, dataset, make):
+    stack = fresh_target
+    getattr(stack.source, dataset).put(*(make(i) for i in range(3 * PAGE_SIZE + 17)))
+    run_id, run = stack.run_dag(dag_id)
+    assert run['state'] == 'success', stack.api.task_states(dag_id, run_id)
+    spec = discover().specs[dag_id]
+    assert target_rows(stack, spec) == expected_rows(spec, getattr(stack.source, dataset).records())
+    assert leftovers(stack) == ([], [])

@@ -48,6 +48,7 @@ def test_the_demo_loads_the_omis_rows_and_prints_what_works_afterwards(demo_data
     assert result.returncode == 0, output[-6000:]
     assert f'Loaded {ROWS} rows into {datasets_db}.omis_dataset' in result.stdout
     assert f'Airflow UI: http://127.0.0.1:{ui_port}' in result.stdout
+    assert f'Datasets:   http://127.0.0.1:{ui_port}/plugin/datasets' in result.stdout
     # Progress while it runs, from the ledger: the last line says everything was loaded.
     progress = re.findall(r'\[ *\d+ s\] (.*)', result.stdout)
     assert progress[-1] == f'fetched 2 pages ({ROWS:,} rows), all of them; loaded 2 pages ({ROWS:,} rows); swapped', \

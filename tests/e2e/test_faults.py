@@ -10,30 +10,25 @@ import psutil
 import psycopg2.extensions
 import pytest
 
-from devstack.omis_records import omis_record
-from devstack.source_api import FORGED, MALFORMED_JSON, SLOW, UNSIGNED
-from tests.support.e2e import DAG_ID, expected_row, leftovers, target_rows
+from devstack.datahub_records import omis_record
+from devstack.source_api import FORGED, MALFORMED_JSON, RENAME, SLOW, UNSIGNED
+from tests.support.e2e import DAG_ID, expected_omis, leftovers, target_rows
+from tests.support.omis import paged_last
 
 OLD, NEW = range(0, 250), range(1000, 1300)   # 3 pages, then 3 pages of other records
 
 
 def load_old_table(stack):
-    stack.source.put(*(omis_record(i) for i in OLD))
+    stack.source.omis.put(*(omis_record(i) for i in OLD))
     _, run = stack.run_dag(DAG_ID)
     assert run['state'] == 'success'
     stack.source.reset()
-    stack.source.put(*(omis_record(i) for i in NEW))
+    stack.source.omis.put(*(omis_record(i) for i in NEW))
     return target_rows(stack)
 
 
 def new_rows(stack):
-    return sorted(expected_row(r) for r in stack.source.records())
-
-
-def task_logs(stack, run_id, task_id):
-    """The text of every try's log of a task."""
-    [instance] = [ti for ti in stack.api.task_instances(DAG_ID, run_id) if ti['task_id'] == task_id]
-    return '\n'.join(str(stack.api.task_log(DAG_ID, run_id, task_id, n)) for n in range(1, instance['try_number'] + 1))
+    return expected_omis(stack.source.omis.records())
 
 
 def assert_failed_and_untouched(stack, run, run_id, old, task_id, *message_parts):
@@ -41,7 +36,7 @@ def assert_failed_and_untouched(stack, run, run_id, old, task_id, *message_parts
     assert run['state'] == 'failed', states
     assert target_rows(stack) == old
     assert leftovers(stack) == ([], [])
-    logged = task_logs(stack, run_id, task_id)
+    logged = stack.api.task_log(DAG_ID, run_id, task_id)
     for part in ('OMISDatasetPipeline: ', *message_parts):
         assert part in logged, (part, logged[-3000:])
 
@@ -49,11 +44,11 @@ def assert_failed_and_untouched(stack, run, run_id, old, task_id, *message_parts
 def test_a_page_that_answers_500_twice_then_200_loads_exactly(fresh_target):
     stack = fresh_target
     load_old_table(stack)
-    stack.source.fail_next(1, 500, 500)
+    stack.source.omis.fail_next(1, 500, 500)
     run_id, run = stack.run_dag(DAG_ID)
     assert run['state'] == 'success'
     assert target_rows(stack) == new_rows(stack) and leftovers(stack) == ([], [])
-    assert stack.source.requests[1] == 3
+    assert stack.source.omis.requests[1] == 3
 
 
 @pytest.mark.parametrize('fault, message', [
@@ -66,22 +61,22 @@ def test_a_page_that_answers_500_twice_then_200_loads_exactly(fresh_target):
 def test_a_misbehaving_page_fails_the_run_and_leaves_the_old_table(fresh_target, fault, message):
     stack = fresh_target
     old = load_old_table(stack)
-    stack.source.fail_next(1, *[fault] * 40)  # more than every attempt of every try
+    stack.source.omis.fail_next(1, *[fault] * 40)  # more than every attempt of every try
     run_id, run = stack.run_dag(DAG_ID, timeout=600)
-    page_url = f'{stack.source.dataset_url}?page=1'
+    page_url = f'{stack.source.omis.page_url(1)}'
     assert_failed_and_untouched(stack, run, run_id, old, 'fetch', f'page {page_url}: {message}')
 
 
 def test_a_record_missing_a_not_null_field_fails_naming_page_record_and_field(fresh_target):
     stack = fresh_target
     old = load_old_table(stack)
-    broken = omis_record(1150)
+    broken = paged_last(omis_record(1150))
     del broken['company__name']
-    stack.source.put(broken)
+    stack.source.omis.put(broken)
     run_id, run = stack.run_dag(DAG_ID)
     assert_failed_and_untouched(
         stack, run, run_id, old, 'fetch',
-        f"page {stack.source.dataset_url}?page=1: record {broken['reference']!r}: field company__name "
+        f"page {stack.source.omis.page_url(2)}: record {broken['reference']!r}: field company__name "
         '(column company_name): is missing, but its column is NOT NULL')
     [fetch] = [ti for ti in stack.api.task_instances(DAG_ID, run_id) if ti['task_id'] == 'fetch']
     assert fetch['try_number'] == 1  # bad data is not retried
@@ -176,7 +171,7 @@ def test_an_ingest_task_dying_mid_page_is_retried_and_every_row_loads_once(fresh
 
 def test_two_runs_triggered_at_once_do_not_interleave(fresh_target):
     stack = fresh_target
-    stack.source.put(*(omis_record(i) for i in NEW))
+    stack.source.omis.put(*(omis_record(i) for i in NEW))
     first, second = f'at-once-1-{int(time.time())}', f'at-once-2-{int(time.time())}'
     stack.api.trigger(DAG_ID, run_id=first)
     stack.api.trigger(DAG_ID, run_id=second)
@@ -184,3 +179,67 @@ def test_two_runs_triggered_at_once_do_not_interleave(fresh_target):
     assert [r['state'] for r in runs] == ['success', 'success']
     assert runs[0]['end_date'] <= runs[1]['start_date'], runs
     assert target_rows(stack) == new_rows(stack) and leftovers(stack) == ([], [])
+
+
+# -- schema drift ------------------------------------------------------------------------------
+
+def test_a_field_renamed_on_one_page_fails_the_run_before_the_swap(fresh_target):
+    stack = fresh_target
+    old = load_old_table(stack)
+    stack.source.omis.fail_next(1, (RENAME, 'subtotal_cost', 'net_price'))
+    run_id, run = stack.run_dag(DAG_ID)
+    assert_failed_and_untouched(
+        stack, run, run_id, old, 'fetch',
+        f'page {stack.source.omis.page_url(1)}: the source sent no field subtotal_cost (column net_price) in any '
+        'record; keys that appeared there: net_price; did you mean net_price? Nothing was swapped.')
+    [fetch] = [ti for ti in stack.api.task_instances(DAG_ID, run_id) if ti['task_id'] == 'fetch']
+    assert fetch['try_number'] == 1  # drift is not retried
+
+
+def test_a_field_renamed_on_every_page_fails_on_the_first(fresh_target):
+    stack = fresh_target
+    old = load_old_table(stack)
+    records = stack.source.omis.records()
+    stack.source.omis.reset()
+    stack.source.omis.put(*({'subtotal_pence' if k == 'subtotal_cost' else k: v for k, v in r.items()}
+                            for r in records))
+    run_id, run = stack.run_dag(DAG_ID)
+    assert_failed_and_untouched(
+        stack, run, run_id, old, 'fetch',
+        f'page {stack.source.omis.url}: the source sent no field subtotal_cost (column net_price) in any record; '
+        'keys that appeared there: subtotal_pence; did you mean subtotal_pence?')
+
+
+def test_with_the_opt_out_a_missing_field_loads_as_null_and_is_reported(fresh_target):
+    stack = fresh_target
+    dag_id = 'TolerantOMISDatasetPipeline'  # allow_missing_fields = ['subtotal_cost'] (tests/support)
+    stack.source.omis.put(*(omis_record(i) for i in NEW))
+    stack.source.omis.fail_next(2, (RENAME, 'subtotal_cost', 'net_price'))
+    run_id, run = stack.run_dag(dag_id)
+    assert run['state'] == 'success', stack.api.task_states(dag_id, run_id)
+    swapped = stack.api.xcom(dag_id, run_id, 'swap')
+    assert (swapped['rows_after'], swapped['missing_fields']) == (300, ['subtotal_cost'])
+    assert any('sent no subtotal_cost in some pages' in warning for warning in swapped['warnings'])
+    conn = stack.connect()
+    with conn.cursor() as cursor:
+        cursor.execute('SELECT count(*) FROM omis_tolerant WHERE net_price IS NULL')
+        assert cursor.fetchone() == (100,)  # the third page's
+        cursor.execute("SELECT missing_fields FROM dataflow.load_history WHERE table_name = 'omis_tolerant'")
+        assert cursor.fetchall() == [(['subtotal_cost'],)]
+    conn.close()
+    assert 'sent no subtotal_cost in some pages' in stack.api.task_log(dag_id, run_id, 'swap')
+
+
+def test_new_unmapped_fields_are_reported_and_the_run_succeeds(fresh_target):
+    stack = fresh_target
+    load_old_table(stack)
+    records = stack.source.omis.records()
+    stack.source.omis.reset()
+    stack.source.omis.put(*({**r, 'invoice__vat_cost': 0} for r in records))
+    run_id, run = stack.run_dag(DAG_ID)
+    assert run['state'] == 'success'
+    assert target_rows(stack) == new_rows(stack) and leftovers(stack) == ([], [])
+    swapped = stack.api.xcom(DAG_ID, run_id, 'swap')
+    assert swapped['new_fields'] == ['invoice__vat_cost'] and 'invoice__vat_cost' in swapped['unmapped_fields']
+    assert 'the source sends fields no column maps: invoice__vat_cost' in str(
+        stack.api.task_log(DAG_ID, run_id, 'swap'))

@@ -9,7 +9,7 @@ import sys
 from psycopg2 import sql
 
 from devstack import services
-from devstack.omis_records import omis_record
+from devstack.datahub_records import omis_record
 from tests.support.e2e import DAG_ID, E2E_HAWK_ID
 
 
@@ -30,7 +30,7 @@ def table_and_history(dsn):
 
 def test_dataflow_run_equals_the_airflow_path_on_the_same_source(fresh_target, pg_admin_dsn):
     stack = fresh_target
-    stack.source.put(*(omis_record(i) for i in range(730)))
+    stack.source.omis.put(*(omis_record(i) for i in range(730)))
     run_id, run = stack.run_dag(DAG_ID)
     assert run['state'] == 'success', stack.api.task_states(DAG_ID, run_id)
 
@@ -42,4 +42,4 @@ def test_dataflow_run_equals_the_airflow_path_on_the_same_source(fresh_target, p
         local_rows, local_history = table_and_history(local_dsn)
     airflow_rows, airflow_history = table_and_history(stack.datasets_dsn)
     assert len(local_rows) == 730 and local_rows == airflow_rows
-    assert local_history == airflow_history == [(DAG_ID, None, 730, stack.source.dataset_url)]
+    assert local_history == airflow_history == [(DAG_ID, None, 730, stack.source.omis.url)]

@@ -2,7 +2,8 @@
 Connect provider (django-oauth-toolkit, as Staff SSO is built) on 127.0.0.1, driven by
 headless Chromium through Playwright."""
 
-import contextlib
+import datetime
+import re
 import secrets
 import shutil
 import urllib.parse
@@ -10,10 +11,19 @@ import urllib.parse
 import psycopg2
 import pytest
 import requests
-from playwright.sync_api import sync_playwright
 
+from dataflow.airflow.templates import airflow_macros
+from dataflow.definitions import templates
+from dataflow.definitions.discovery import discover_views
+from dataflow.load.views import create_view
 from devstack import services
 from devstack.airflow_stack import AirflowStack
+from devstack.datahub_records import omis_record
+from devstack.source_api import DemoSource
+from tests.support.browser import explained, new_page, screenshot
+from tests.support.omis import omis_spec, order
+from tests.support.runs import run_locally
+from tests.support.sources import hawk_client
 from tests.support.e2e import files_containing
 from tests.support.sso.provider_process import SSOUser, StaffSSOProvider
 
@@ -24,13 +34,12 @@ BOSS = SSOUser('boss', 'boss-' + secrets.token_hex(4), 'boss@trade.gov.uk', 'Ann
 MALLORY = SSOUser('mallory', 'mallory-' + secrets.token_hex(4), 'mallory@evil.example', 'Mal', 'Lory')
 TRICKSTER = SSOUser('trick', 'trick-' + secrets.token_hex(4), 'someone@trade.gov.uk@evil.example', 'Tr', 'Ick')
 TAMPERER = SSOUser('tam', 'tam-' + secrets.token_hex(4), 'tam.per@trade.gov.uk', 'Tam', 'Per')
-CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-                 '--disable-background-networking', '--disable-component-update', '--disable-sync']
 
 
 class SSOStack:
-    def __init__(self, airflow, provider, metadata_dsn, client_secret):
+    def __init__(self, airflow, provider, metadata_dsn, client_secret, datasets_dsn):
         self.airflow, self.provider, self.metadata_dsn = airflow, provider, metadata_dsn
+        self.datasets_dsn = datasets_dsn
         self.client_secret = client_secret
         self.base_url = airflow.base_url
 
@@ -64,7 +73,8 @@ def sso(pg_admin_dsn, tmp_path_factory):
                  for name in ('authbroker', 'oidc')]
     with StaffSSOProvider(services.free_port(), CLIENT_ID, secret, callbacks,
                           [ALICE, BOSS, MALLORY, TRICKSTER, TAMPERER], tmp_path_factory.mktemp('sso')) as provider, \
-            services.scratch_database(pg_admin_dsn, 'dataflow_e2e_sso') as metadata_dsn:
+            services.scratch_database(pg_admin_dsn, 'dataflow_e2e_sso') as metadata_dsn, \
+            services.scratch_database(pg_admin_dsn, 'dataflow_e2e_sso_data') as datasets_dsn:
         airflow = AirflowStack(
             str(tmp_path_factory.mktemp('airflow-sso')), services.url_for(metadata_dsn), 'redis://127.0.0.1:1/0',
             port, components=('api-server', 'dag-processor'), auth='sso',
@@ -79,28 +89,11 @@ def sso(pg_admin_dsn, tmp_path_factory):
                 'OIDC_DISCOVERY_URL': f'{provider.url}/o/.well-known/openid-configuration',
                 'OIDC_CLIENT_ID': CLIENT_ID,
                 'OIDC_CLIENT_SECRET': secret,
+                'AIRFLOW_CONN_DATASETS_DB': services.url_for(datasets_dsn),
             },
         )
         with airflow:
-            yield SSOStack(airflow, provider, metadata_dsn, secret)
-
-
-@pytest.fixture(scope='module')
-def browser():
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=shutil.which('chromium'), headless=True,
-                                              args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@contextlib.contextmanager
-def new_page(browser):
-    context = browser.new_context()
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
+            yield SSOStack(airflow, provider, metadata_dsn, secret, datasets_dsn)
 
 
 def sign_in(page, sso, user, path='/dags'):
@@ -208,6 +201,57 @@ def test_openid_connect_mode_signs_in_with_the_same_rules(sso, browser):
         page.wait_for_url(f'{sso.base_url}/auth/oauth-authorized/oidc**')
         assert 'is not allowed to use data-flow' in page.inner_text('#not-allowed')
     assert MALLORY.email not in sso.users()
+
+
+def test_a_viewer_browses_the_datasets_and_a_view(sso, browser):
+    # Loaded by the engine the DAG runs (this stack runs no scheduler), then browsed.
+    with DemoSource('sso-hawk-id', 'sso-hawk-key-0123456789', page_size=100) as source:
+        source.omis.put(*(omis_record(i) for i in range(140)),
+                        *(order(i, 'complete', f'2017-11-{1 + i % 28:02d}T12:00:00Z') for i in range(200, 207)))
+        spec = omis_spec()
+        run_locally(spec, hawk_client('sso-hawk-id', 'sso-hawk-key-0123456789', base_url=source.url),
+                    sso.datasets_dsn, 'sso-load')
+    view_spec = discover_views().specs['CompletedOMISOrderViewPipeline']
+    november = datetime.datetime(2017, 11, 1, tzinfo=datetime.timezone.utc)
+    conn = psycopg2.connect(sso.datasets_dsn)
+    view = templates.view_name_for(view_spec, november)
+    create_view(conn, view_spec, view, templates.render_where_clause(
+        view_spec, templates.template_context(november, airflow_macros())))
+    conn.close()
+    for path in ('/dataflow/datasets', '/dataflow/views', '/dataflow/datasets/OMISDatasetPipeline',
+                 f'/dataflow/views/{view}', '/dataflow/api/datasets', '/dataflow/api/datasets/OMISDatasetPipeline',
+                 '/dataflow/api/views', f'/dataflow/api/views/{view}'):
+        assert requests.get(sso.base_url + path, timeout=30).status_code == 401, path
+        forged = requests.get(sso.base_url + path, cookies={'_token': 'not.a.token'}, timeout=30)
+        assert forged.status_code in (401, 403), path
+        assert view not in forged.text and 'OMISDatasetPipeline' not in forged.text.replace(path, '')
+    assert 'Sign in' in requests.get(sso.base_url + '/dataflow/datasets', timeout=30).text
+    # Nothing there writes: no method but GET is routed.
+    assert requests.post(sso.base_url + '/dataflow/api/datasets', timeout=30).status_code in (401, 405)
+
+    with new_page(browser) as page, explained(page, 'sso-viewer'):
+        sign_in(page, sso, ALICE, path='/plugin/datasets')
+        page.wait_for_url(f'{sso.base_url}/plugin/datasets**')
+        frame = page.frame_locator('iframe')
+        row = frame.locator('#datasets tr[data-pipeline=OMISDatasetPipeline]')
+        row.locator('td.rows').wait_for(timeout=60_000)
+        assert row.locator('td.rows').inner_text() == '147'
+        assert re.fullmatch(r'(just now|\d+ minutes? ago)', row.locator('td.freshness').inner_text().strip())
+        screenshot(page, 'sso-viewer-datasets')
+        assert page.request.get(sso.base_url + '/dataflow/api/datasets').status == 200
+        # The Browse menu has the entry for a Viewer too (the UI lists plugins' pages only to
+        # roles that may read plugins: dataflow.web.sso adds that to every role).
+        page.goto(f'{sso.base_url}/dags')
+        page.get_by_role('button', name='Browse').click()
+        page.get_by_role('menuitem', name='Datasets', exact=True).click()
+        page.wait_for_url(f'{sso.base_url}/plugin/datasets**')
+        page.goto(f'{sso.base_url}/plugin/dataset-views')
+        frame = page.frame_locator('iframe')
+        frame.get_by_role('link', name=view).click()
+        frame.locator('#preview').wait_for(timeout=60_000)
+        assert frame.locator('#preview tbody tr').count() == 7
+        screenshot(page, 'sso-viewer-view-preview')
+    assert sso.users()[ALICE.email] == {'Viewer'}
 
 
 def test_no_log_holds_the_client_secret_or_a_password(sso):

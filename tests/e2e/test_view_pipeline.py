@@ -21,7 +21,7 @@ def view_companies(stack, name):
 
 def test_catch_up_makes_a_view_per_month_and_they_survive_a_swap(fresh_target):
     stack = fresh_target
-    stack.source.put(*(order(i, 'complete', f'{MONTHS[i % 4]}-{1 + i % 28:02d}T12:00:00Z') for i in range(120)),
+    stack.source.omis.put(*(order(i, 'complete', f'{MONTHS[i % 4]}-{1 + i % 28:02d}T12:00:00Z') for i in range(120)),
                      *(order(i, 'cancelled', '2017-12-05T12:00:00Z') for i in range(120, 130)),
                      *(order(i, 'complete', '2018-06-01T12:00:00Z') for i in range(130, 140)))
     run_id, run = stack.run_dag('OMISDatasetPipeline')
@@ -37,16 +37,19 @@ def test_catch_up_makes_a_view_per_month_and_they_survive_a_swap(fresh_target):
         month = view_run['logical_date'][:7]
         names[month] = created['view']
         assert created['view'] == f'completed_omis_orders_{month.replace("-", "_")}_01'
-        assert view_companies(stack, created['view']) == completed_in(stack.source.records(), month)
+        assert view_companies(stack, created['view']) == completed_in(stack.source.omis.records(), month)
         assert created['rows'] == 30
 
     # The source changes; the next dataset run swaps the table in under the views.
-    stack.source.remove(*(r['reference'] for r in stack.source.records()[:20]))
-    stack.source.put(*(order(i, 'complete', '2017-12-24T12:00:00Z', version=1) for i in range(200, 212)))
+    records = stack.source.omis.records()
+    december = [r for r in records if (r['completed_on'] or '')[:7] == '2017-12']
+    others = [r for r in records if r not in december]
+    stack.source.omis.remove(*(r['reference'] for r in december[:5] + others[:15]))
+    stack.source.omis.put(*(order(i, 'complete', '2017-12-24T12:00:00Z', version=1) for i in range(200, 212)))
     run_id, run = stack.run_dag('OMISDatasetPipeline')
     assert run['state'] == 'success'
     swapped = stack.api.xcom('OMISDatasetPipeline', run_id, 'swap')
     assert sorted(swapped['views_repointed']) == sorted(f'public.{n}' for n in names.values())
     for month, name in names.items():
-        assert view_companies(stack, name) == completed_in(stack.source.records(), month)
-    assert len(view_companies(stack, names['2017-12'])) == 30 - 5 + 12  # 5 of the 20 removed were December's
+        assert view_companies(stack, name) == completed_in(stack.source.omis.records(), month)
+    assert len(view_companies(stack, names['2017-12'])) == 30 - 5 + 12  # 5 December orders removed, 12 added

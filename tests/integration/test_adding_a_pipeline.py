@@ -17,14 +17,12 @@ NEW_PIPELINES = '''
 """A team's own pipelines: nothing else in the project names them."""
 from datetime import datetime
 
-from dataflow import settings
-
 
 class WeatherStationsDatasetPipeline:
     """Weather stations, from an API like Data Hub's."""
 
     table_name = 'weather_stations'
-    source_url = '{}/v4/dataset/weather-stations'.format(settings.current().datahub_base_url)
+    source_path = '/v4/dataset/weather-stations'
     target_db = 'datasets_db'
     start_date = datetime(2024, 1, 1)
     end_date = None

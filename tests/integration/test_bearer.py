@@ -12,9 +12,9 @@ import pytest
 
 from dataflow.definitions.datasets import dataset_pipeline_spec
 from dataflow.errors import RunFailed
+from dataflow import settings
 from dataflow.sources.bearer import BearerAuth
-from dataflow.sources.http import PagedJsonClient
-from dataflow.sources.paginators import NextUrlPaginator
+from dataflow.sources.connection import SourceConnection, source_for
 from tests.support.runs import run_locally
 
 TOKEN = 'test-bearer-token-5d1c9e'
@@ -52,7 +52,8 @@ class TokenServer:
                 self.wfile.write(body)
 
         self.http = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-        self.url = f'http://127.0.0.1:{self.http.server_address[1]}/stations'
+        self.base_url = f'http://127.0.0.1:{self.http.server_address[1]}'
+        self.url = self.base_url + '/stations'
         threading.Thread(target=self.http.serve_forever, daemon=True).start()
 
     def close(self):
@@ -67,23 +68,24 @@ def server():
     running.close()
 
 
-def stations(url):
+def stations():
     return dataset_pipeline_spec(type('StationsDatasetPipeline', (), {
-        'table_name': 'stations', 'source_url': url, 'target_db': 'datasets_db',
+        'table_name': 'stations', 'source_conn_id': 'stations', 'source_path': '/stations',
         'start_date': datetime.datetime(2024, 1, 1),
         'field_mapping': [('id', 'station_id', 'integer PRIMARY KEY'), ('name', 'station_name', 'text NOT NULL'),
                           ('height', 'height_m', 'integer')],
     }))
 
 
-def client(token):
-    return PagedJsonClient(BearerAuth(token), NextUrlPaginator(), connect_timeout=5, read_timeout=5,
-                           max_attempts=2, backoff_base=0.01, backoff_max=0.05)
+def client(server, token):
+    """The source as a deployment makes it from its connection (extra: {"auth": "bearer"})."""
+    connection = SourceConnection('stations', server.base_url, auth='bearer', password=token)
+    return source_for(connection, settings.replaced(source_max_attempts=2, source_backoff_base=0.01))
 
 
 def test_a_bearer_token_source_runs_through_the_same_engine(server, datasets_dsn, datasets_conn, caplog):
     with caplog.at_level(logging.DEBUG):
-        result = run_locally(stations(server.url), client(TOKEN), datasets_dsn, 'run-1')
+        result = run_locally(stations(), client(server, TOKEN), datasets_dsn, 'run-1')
     assert (result.pages, result.rows, result.published['rows_after']) == (3, 25, 25)
     with datasets_conn.cursor() as cursor:
         cursor.execute('SELECT station_id, station_name, height_m FROM stations ORDER BY 1')
@@ -92,10 +94,12 @@ def test_a_bearer_token_source_runs_through_the_same_engine(server, datasets_dsn
         assert cursor.fetchall() == [(25, server.url)]
     datasets_conn.commit()
     assert server.seen == [f'Bearer {TOKEN}'] * 3
-    assert TOKEN not in '\n'.join(r.getMessage() for r in caplog.records) and TOKEN not in repr(client(TOKEN))
+    assert TOKEN not in '\n'.join(r.getMessage() for r in caplog.records)
+    assert TOKEN not in repr(client(server, TOKEN)) and isinstance(client(server, TOKEN).auth, BearerAuth)
 
 
 def test_a_wrong_token_fails_the_run_naming_the_page(server, datasets_dsn):
-    with pytest.raises(RunFailed, match=r'^StationsDatasetPipeline: page http://127.0.0.1:\d+/stations: HTTP 401: '):
-        run_locally(stations(server.url), client('not-the-token'), datasets_dsn, 'run-1')
+    with pytest.raises(RunFailed, match=r"^StationsDatasetPipeline: page http://127.0.0.1:\d+/stations: HTTP 401: "
+                                        r"connection 'stations' was refused: check its credentials"):
+        run_locally(stations(), client(server, 'not-the-token'), datasets_dsn, 'run-1')
     assert len(server.seen) == 1  # a refusal is not retried

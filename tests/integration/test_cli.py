@@ -23,7 +23,7 @@ from dataflow.pipelines.datasets import OMISDatasetPipeline
 
 class MoodDatasetPipeline:
     table_name = 'moods'
-    source_url = 'http://127.0.0.1:9/moods'
+    source_path = '/moods'
     target_db = 'datasets_db'
     start_date = datetime.datetime(2020, 1, 1)
     field_mapping = [('id', 'id', 'integer PRIMARY KEY'), ('mood', 'mood', 'reporting.mood')]  # no such type
@@ -31,6 +31,12 @@ class MoodDatasetPipeline:
 
 class TypoDatasetPipeline(MoodDatasetPipeline):
     field_mapping = [('id', 'id', 'integr')]
+
+
+class MisspeltDatasetPipeline(MoodDatasetPipeline):
+    field_mapping = [('id', 'id', 'integer')]
+    schedule = '@daily'
+    min_row_ratio = 0.5
 
 
 class WrongColumnViewPipeline:
@@ -74,7 +80,10 @@ def test_check_reports_what_only_postgresql_and_the_parser_catch(datasets_dsn, b
     assert f'MoodDatasetPipeline      FAILED\n    field_mapping: PostgreSQL refuses the table: {no_schema}' in report
     assert "TypoDatasetPipeline      FAILED\n    field_mapping[0]: column 'id': unknown column type 'integr'" in report
     assert f'WrongColumnViewPipeline  FAILED\n    PostgreSQL refuses the view: {no_column}' in report
-    assert '3 pipelines: 0 ok, 3 failed' in report
+    assert ('MisspeltDatasetPipeline  FAILED\n'
+            '    min_row_ratio: unknown attribute; did you mean min_rows_ratio?\n'
+            '    schedule: unknown attribute; did you mean schedule_interval?\n') in report
+    assert '4 pipelines: 0 ok, 4 failed' in report
     with datasets_conn.cursor() as cursor:  # everything it tried was rolled back
         cursor.execute("SELECT count(*) FROM pg_class WHERE relname LIKE '%mood%' OR relname LIKE '_df_%'")
         assert cursor.fetchone() == (0,)
@@ -93,7 +102,7 @@ def test_list_shows_schedules_targets_and_last_loads(datasets_dsn, datasets_conn
     ledger.ensure_schema(datasets_conn)
     ledger.start_run(datasets_conn, 'r#0', 'OMISDatasetPipeline', 'omis_dataset', 'stg')
     with datasets_conn.cursor() as cursor:
-        ledger.record_load(cursor, 'r#0', None, 1234, 'http://source')
+        ledger.record_load(cursor, 'r#0', None, 1234)
     datasets_conn.commit()
     code, report = run('list', '--dsn', datasets_dsn)
     line = next(line for line in report.splitlines() if line.startswith('OMISDatasetPipeline'))
@@ -122,7 +131,7 @@ def test_commands_find_the_database_a_demo_recorded(monkeypatch, tmp_path, datas
     ledger.ensure_schema(datasets_conn)
     ledger.start_run(datasets_conn, 'r#0', 'OMISDatasetPipeline', 'omis_dataset', 'stg')
     with datasets_conn.cursor() as cursor:
-        ledger.record_load(cursor, 'r#0', None, 77, 'http://source')
+        ledger.record_load(cursor, 'r#0', None, 77)
     datasets_conn.commit()
     code, report = run('list')
     line = next(line for line in report.splitlines() if line.startswith('OMISDatasetPipeline'))
@@ -186,10 +195,10 @@ def run_command(argv, env, terminal=False, timeout=300):
 
 
 def test_run_loads_a_pipeline_in_one_process_with_progress_on_a_terminal(source, datasets_dsn, datasets_conn):
-    from devstack.omis_records import omis_record
+    from devstack.datahub_records import omis_record
     from tests.support.sources import TEST_HAWK_ID, TEST_HAWK_KEY
 
-    source.put(*(omis_record(i) for i in range(1250)))
+    source.omis.put(*(omis_record(i) for i in range(1250)))
     env = {**os.environ, 'HAWK_ID': TEST_HAWK_ID, 'HAWK_KEY': TEST_HAWK_KEY, 'DATAHUB_BASE_URL': source.url}
     code, output = run_command(['run', 'OMISDatasetPipeline', '--dsn', datasets_dsn], env, terminal=True)
     assert code == 0, output
@@ -200,15 +209,15 @@ def test_run_loads_a_pipeline_in_one_process_with_progress_on_a_terminal(source,
         cursor.execute('SELECT count(*) FROM omis_dataset')
         assert cursor.fetchone() == (1250,)
         cursor.execute('SELECT pipeline, rows_before, rows_after, source_url FROM dataflow.load_history')
-        assert cursor.fetchall() == [('OMISDatasetPipeline', None, 1250, source.dataset_url)]
+        assert cursor.fetchall() == [('OMISDatasetPipeline', None, 1250, source.omis.url)]
     datasets_conn.commit()
 
     # Not on a terminal: no progress line; a failure is named, the table left as it was.
-    source.fail_next(3, *[503] * 20)
+    source.omis.fail_next(3, *[503] * 20)
     code, output = run_command(['run', 'OMISDatasetPipeline', '--dsn', datasets_dsn],
                                {**env, 'SOURCE_MAX_ATTEMPTS': '2', 'SOURCE_BACKOFF_BASE': '0.01'})
     assert code == 1 and '\r' not in output
-    assert f'OMISDatasetPipeline failed: OMISDatasetPipeline: page {source.dataset_url}?page=3: gave up after ' \
+    assert f'OMISDatasetPipeline failed: OMISDatasetPipeline: page {source.omis.page_url(3)}: gave up after ' \
            '2 attempts: HTTP 503' in output, output
     with datasets_conn.cursor() as cursor:
         cursor.execute('SELECT count(*) FROM omis_dataset')

@@ -1,3 +1,4 @@
+import json
 import urllib.parse
 import uuid
 
@@ -5,8 +6,13 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from dataflow.airflow.connections import connector_for
+from dataflow import settings
+from dataflow.airflow.connections import connector_for, source_connection
 from dataflow.errors import ConfigurationError
+from dataflow.sources.bearer import BearerAuth
+from dataflow.sources.connection import SourceConnection, source_for
+from dataflow.sources.hawk import HawkAuth
+from tests.support.settings import use_settings
 
 
 @pytest.fixture
@@ -51,3 +57,49 @@ def test_missing_connection_says_which_variable_to_set(monkeypatch):
     monkeypatch.delenv('AIRFLOW_CONN_NOWHERE', raising=False)
     with pytest.raises(ConfigurationError, match="no Airflow connection 'nowhere'.*set AIRFLOW_CONN_NOWHERE"):
         connector_for('nowhere')
+
+
+# -- source connections -------------------------------------------------------------------
+
+def test_a_source_connection_as_json_names_base_url_credentials_and_auth(monkeypatch):
+    monkeypatch.setenv('AIRFLOW_CONN_PARTNER_API', json.dumps({
+        'conn_type': 'http', 'host': 'https://partner.example/api/', 'login': 'partner-id', 'password': 'p@ss/word',
+        'extra': {'auth': 'hawk', 'algorithm': 'sha256'}}))
+    connection = source_connection('partner_api')
+    assert connection == SourceConnection('partner_api', 'https://partner.example/api', 'hawk', 'partner-id',
+                                          'p@ss/word', 'sha256')
+    assert 'p@ss/word' not in repr(connection)
+    client = source_for(connection, settings.current())
+    assert client.url_for('/v4/dataset/x') == 'https://partner.example/api/v4/dataset/x'
+    assert isinstance(client.auth, HawkAuth) and 'p@ss/word' not in repr(client)
+
+
+def test_a_source_connection_as_a_uri_and_a_bearer_token(monkeypatch):
+    monkeypatch.setenv('AIRFLOW_CONN_TOKEN_API', 'http://:t0ken%2F1@127.0.0.1:8100/?auth=bearer')
+    connection = source_connection('token_api')
+    assert (connection.base_url, connection.auth, connection.password) == ('http://127.0.0.1:8100', 'bearer', 't0ken/1')
+    assert isinstance(source_for(connection, settings.current()).auth, BearerAuth)
+
+
+def test_the_default_connection_is_made_of_the_hawk_settings(monkeypatch):
+    monkeypatch.delenv('AIRFLOW_CONN_DATAHUB', raising=False)
+    use_settings(monkeypatch, hawk_id='hid', hawk_key='hkey-0123456789', datahub_base_url='https://datahub.example')
+    assert source_connection('datahub') == SourceConnection('datahub', 'https://datahub.example', 'hawk', 'hid',
+                                                            'hkey-0123456789', 'sha256')
+
+
+def test_a_missing_or_wrong_source_connection_is_named_and_its_secret_is_not(monkeypatch):
+    monkeypatch.delenv('AIRFLOW_CONN_NOWHERE', raising=False)
+    with pytest.raises(ConfigurationError, match="no Airflow connection 'nowhere' for the source: set "
+                                                 "AIRFLOW_CONN_NOWHERE"):
+        source_connection('nowhere')
+    monkeypatch.setenv('AIRFLOW_CONN_ODD', json.dumps({'conn_type': 'http', 'host': 'https://x.example',
+                                                       'password': 'sekrit-value', 'extra': {'auth': 'oauth'}}))
+    with pytest.raises(ConfigurationError) as error:
+        source_for(source_connection('odd'), settings.current())
+    assert "connection 'odd': auth 'oauth' is not one data-flow knows (hawk, bearer)" in str(error.value)
+    monkeypatch.setenv('AIRFLOW_CONN_ODD', json.dumps({'conn_type': 'http', 'host': 'https://x.example',
+                                                       'password': 'sekrit-value'}))
+    with pytest.raises(ConfigurationError, match="connection 'odd': a Hawk source needs an id and a key"):
+        source_for(source_connection('odd'), settings.current())
+    assert 'sekrit-value' not in str(error.value)

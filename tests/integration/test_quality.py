@@ -6,7 +6,7 @@ from dataflow.load import copy as copy_format
 from dataflow.load import ddl, quality
 from dataflow.load.copy import RecordRenderer
 from dataflow.load.strategies import replace
-from devstack.omis_records import omis_record
+from devstack.datahub_records import omis_record
 from tests.support.omis import omis_spec
 from tests.support.postgres import count, leftover_tables
 from tests.support.runs import run_locally
@@ -17,10 +17,10 @@ def with_gates(spec, **gates):
 
 
 def test_a_shrinking_table_is_not_swapped_in(source, hawk_client, datasets_dsn, datasets_conn):
-    source.put(*(omis_record(i) for i in range(200)))
-    spec = omis_spec(source)
+    source.omis.put(*(omis_record(i) for i in range(200)))
+    spec = omis_spec()
     run_locally(spec, hawk_client, datasets_dsn, 'run-1')
-    source.remove(*(omis_record(i)['reference'] for i in range(30)))  # 170 of 200: 85%
+    source.omis.remove(*(omis_record(i)['reference'] for i in range(30)))  # 170 of 200: 85%
     with pytest.raises(RunFailed) as error:
         run_locally(spec, hawk_client, datasets_dsn, 'run-2')
     assert str(error.value) == (
@@ -36,17 +36,17 @@ def test_a_shrinking_table_is_not_swapped_in(source, hawk_client, datasets_dsn, 
 
 
 def test_the_first_load_has_nothing_to_compare_with(source, hawk_client, datasets_dsn):
-    source.put(omis_record(1))
-    assert run_locally(omis_spec(source), hawk_client, datasets_dsn, 'run-1').published['rows_after'] == 1
+    source.omis.put(omis_record(1))
+    assert run_locally(omis_spec(), hawk_client, datasets_dsn, 'run-1').published['rows_after'] == 1
 
 
 def test_all_null_columns_warn_or_fail_as_configured(source, hawk_client, datasets_conn, caplog):
     records = [omis_record(i) for i in range(50)]
     for record in records:
-        record['market__name'] = None
-        record.pop('uk_region__name')
-    source.put(*records)
-    spec = omis_spec(source)
+        record['primary_market__name'] = None
+        record['uk_region__name'] = None
+    source.omis.put(*records)
+    spec = omis_spec()
     staging = replace.staging_table_name(spec.table_name, 'gates')
     ddl.create_table(datasets_conn, staging, spec.columns)
     with datasets_conn.cursor() as cursor:
@@ -54,10 +54,10 @@ def test_all_null_columns_warn_or_fail_as_configured(source, hawk_client, datase
     datasets_conn.commit()
 
     report = quality.check(datasets_conn, spec, staging)
-    assert report.all_null_columns == ('uk_region', 'market')
-    assert report.warnings == ('OMISDatasetPipeline: column(s) uk_region, market are NULL in all 50 rows; '
+    assert report.all_null_columns == ('market', 'uk_region')
+    assert report.warnings == ('OMISDatasetPipeline: column(s) market, uk_region are NULL in all 50 rows; '
                                'has the source renamed or dropped a field?',)
-    with pytest.raises(QualityGateFailed, match='uk_region, market are NULL in all 50 rows.*unchanged'):
+    with pytest.raises(QualityGateFailed, match='market, uk_region are NULL in all 50 rows.*unchanged'):
         quality.check(datasets_conn, with_gates(spec, all_null_columns='fail'), staging)
     assert quality.check(datasets_conn, with_gates(spec, all_null_columns='ignore'), staging).warnings == ()
 
@@ -68,6 +68,6 @@ def test_all_null_columns_warn_or_fail_as_configured(source, hawk_client, datase
     ('all_null_columns', 'explode', 'must be one of warn, fail, ignore'),
 ])
 def test_gate_settings_are_validated(source, attribute, value, message):
-    cls = type('OMISDatasetPipeline', (omis_spec(source).pipeline_class,), {attribute: value})
+    cls = type('OMISDatasetPipeline', (omis_spec().pipeline_class,), {attribute: value})
     with pytest.raises(DefinitionError, match=f'OMISDatasetPipeline.{attribute}: {message}'):
         dataset_pipeline_spec(cls)

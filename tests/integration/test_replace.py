@@ -8,7 +8,8 @@ import psycopg2.errorcodes
 import pytest
 from psycopg2 import sql
 
-from dataflow.definitions.columns import Column, parse_column_type
+from dataflow.definitions.columns import parse_column_type
+from dataflow.definitions.fields import Column
 from dataflow.errors import RecordError, SwapError
 from dataflow.load import copy as copy_format
 from dataflow.load import ddl

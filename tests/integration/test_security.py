@@ -35,7 +35,7 @@ def victim(datasets_conn):
 def hostile_pipeline(source):
     return type('HostileDatasetPipeline', (), {
         'table_name': 'orders' + HOSTILE,
-        'source_url': source.dataset_url,
+        'source_path': '/v4/dataset/omis-dataset',
         'target_db': 'datasets_db',
         'start_date': datetime.datetime(2020, 1, 1),
         'field_mapping': [
@@ -46,7 +46,7 @@ def hostile_pipeline(source):
 
 
 def test_hostile_names_and_values_are_data_not_sql(source, hawk_client, datasets_dsn, datasets_conn, victim):
-    source.put({'reference': HOSTILE_VALUE, 'company__name': HOSTILE}, {'reference': 'A', 'company__name': None})
+    source.omis.put({'reference': HOSTILE_VALUE, 'company__name': HOSTILE}, {'reference': 'A', 'company__name': None})
     spec = dataset_pipeline_spec(hostile_pipeline(source))
     assert run_locally(spec, hawk_client, datasets_dsn, 'run-1').published['rows_after'] == 2
     with datasets_conn.cursor() as cursor:
@@ -57,7 +57,7 @@ def test_hostile_names_and_values_are_data_not_sql(source, hawk_client, datasets
 
 
 def test_hostile_view_names_and_aliases_are_identifiers(source, hawk_client, datasets_dsn, datasets_conn, victim):
-    source.put({'reference': 'A', 'company__name': 'Acme'})
+    source.omis.put({'reference': 'A', 'company__name': 'Acme'})
     dataset = dataset_pipeline_spec(hostile_pipeline(source))
     run_locally(dataset, hawk_client, datasets_dsn, 'run-1')
     cls = type('HostileViewPipeline', (), {

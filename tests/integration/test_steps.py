@@ -2,6 +2,7 @@
 with pages kept in memory instead of Airflow Variables. tests/e2e runs the same steps as
 tasks on a real Airflow scheduler and Celery worker."""
 
+import re
 import threading
 
 import psycopg2.errorcodes
@@ -11,8 +12,8 @@ from dataflow.errors import FetchFailed, RecordError, RunNotSwapped, SourceError
 from dataflow.load import catalog
 from dataflow.runs import ledger, pagestore, steps
 from dataflow.runs.pagestore import MemoryPageStore
-from devstack.omis_records import omis_record
-from tests.support.omis import omis_spec
+from devstack.datahub_records import omis_record
+from tests.support.omis import omis_spec, paged_last
 from tests.support.postgres import leftover_tables
 from tests.support.runs import ports
 from tests.support.settings import use_settings
@@ -22,11 +23,11 @@ from tests.support.sources import hawk_client
 class Steps:
     """The steps of one pipeline, each with ports over this test's database and source."""
 
-    def __init__(self, spec, dsn):
-        self.spec, self.dsn = spec, dsn
+    def __init__(self, spec, dsn, source_url):
+        self.spec, self.dsn, self.source_url = spec, dsn, source_url
 
     def ports(self, store=None):
-        return ports(self.dsn, client(), store if store is not None else MemoryPageStore())
+        return ports(self.dsn, client(self.source_url), store if store is not None else MemoryPageStore())
 
     def check(self, run):
         return steps.check_if_table_exists(self.spec, run, self.ports())
@@ -49,32 +50,32 @@ class Steps:
 
 @pytest.fixture
 def spec(source):
-    return omis_spec(source)
+    return omis_spec()
 
 
 @pytest.fixture
-def do(spec, datasets_dsn):
-    return Steps(spec, datasets_dsn)
+def do(spec, datasets_dsn, source):
+    return Steps(spec, datasets_dsn, source.url)
 
 
 def run_context(try_number=1, max_tries=3, label='test', key='OMISDatasetPipeline/manual__1#0'):
     return steps.RunContext(key, try_number, max_tries, label)
 
 
-def client():
-    return hawk_client(max_attempts=1, backoff_base=0.01, read_timeout=5)
+def client(base_url):
+    return hawk_client(base_url=base_url, max_attempts=1, backoff_base=0.01, read_timeout=5)
 
 
 def loaded_rows(conn):
     with conn.cursor() as cursor:
-        cursor.execute('SELECT omis_order_reference, company_name, subtotal FROM omis_dataset ORDER BY 1')
+        cursor.execute('SELECT omis_order_reference, company_name, net_price FROM omis_dataset ORDER BY 1')
         rows = cursor.fetchall()
     conn.commit()
     return rows
 
 
 def source_rows(source):
-    return sorted((r['reference'], r['company__name'], r['subtotal_cost']) for r in source.records())
+    return sorted((r['reference'], r['company__name'], r['subtotal_cost']) for r in source.omis.records())
 
 
 def run_all(do, run, store, ingest_tasks=3):
@@ -104,7 +105,7 @@ def run_all(do, run, store, ingest_tasks=3):
 
 
 def test_concurrent_ingest_loads_every_page_exactly_once(do, spec, source, datasets_conn):
-    source.put(*(omis_record(i) for i in range(2050)))
+    source.omis.put(*(omis_record(i) for i in range(2050)))
     store = MemoryPageStore()
     summary = run_all(do, run_context(), store)
     assert summary['rows_after'] == 2050 and summary['rows_before'] is None
@@ -119,26 +120,26 @@ def test_concurrent_ingest_loads_every_page_exactly_once(do, spec, source, datas
         cursor.execute('SELECT h.table_name, h.pipeline, h.rows_before, h.rows_after, h.source_url, '
                        'h.started_at = r.created_at, h.finished_at >= h.started_at '
                        'FROM dataflow.load_history h JOIN dataflow.runs r USING (run_key)')
-        assert cursor.fetchall() == [('omis_dataset', 'OMISDatasetPipeline', None, 2050, spec.source_url, True, True)]
+        assert cursor.fetchall() == [('omis_dataset', 'OMISDatasetPipeline', None, 2050, source.omis.url, True, True)]
     datasets_conn.commit()
 
 
 def test_a_second_run_replaces_the_table(do, source, datasets_conn):
-    source.put(*(omis_record(i) for i in range(300)))
+    source.omis.put(*(omis_record(i) for i in range(300)))
     run_all(do, run_context(key='r/1#0'), MemoryPageStore())
-    source.remove(*(omis_record(i)['reference'] for i in range(0, 300, 3)))
-    source.put(*(omis_record(i, version=2) for i in range(1, 300, 3)), *(omis_record(i) for i in range(300, 420)))
+    source.omis.remove(*(omis_record(i)['reference'] for i in range(0, 300, 3)))
+    source.omis.put(*(omis_record(i, version=2) for i in range(1, 300, 3)), *(omis_record(i) for i in range(300, 420)))
     summary = run_all(do, run_context(key='r/2#0'), MemoryPageStore())
     assert (summary['rows_before'], summary['rows_after']) == (300, 320)
     assert loaded_rows(datasets_conn) == source_rows(source)
 
 
 def test_fetch_retry_resumes_after_the_last_stored_page(do, source, datasets_conn):
-    source.put(*(omis_record(i) for i in range(450)))
+    source.omis.put(*(omis_record(i) for i in range(450)))
     store, run = MemoryPageStore(), run_context(try_number=1, max_tries=2)
     do.create(run)
-    source.fail_next(2, 503)
-    with pytest.raises(SourceError, match=r'\?page=2: gave up after 1 attempts: HTTP 503'):
+    source.omis.fail_next(2, 503)
+    with pytest.raises(SourceError, match=re.escape(source.omis.page_url(2)) + ': gave up after 1 attempts: HTTP 503'):
         do.fetch(run, store)
     state = ledger.get_run(datasets_conn, run.run_key)
     assert state.fetch_state == ledger.FETCH_RETRYING and 'HTTP 503' in state.fetch_error
@@ -146,7 +147,7 @@ def test_fetch_retry_resumes_after_the_last_stored_page(do, source, datasets_con
 
     summary = do.fetch(run_context(try_number=2, max_tries=2), store)
     assert (summary['pages'], summary['rows']) == (5, 450)
-    assert dict(source.requests) == {0: 1, 1: 1, 2: 2, 3: 1, 4: 1}
+    assert dict(source.omis.requests) == {0: 1, 1: 1, 2: 2, 3: 1, 4: 1}
     do.ingest(run, store)
     do.publish(run)
     do.cleanup(run, store)
@@ -154,10 +155,10 @@ def test_fetch_retry_resumes_after_the_last_stored_page(do, source, datasets_con
 
 
 def test_ingest_stops_when_fetch_fails_for_good(do, source, datasets_conn):
-    source.put(*(omis_record(i) for i in range(150)))
+    source.omis.put(*(omis_record(i) for i in range(150)))
     store, run = MemoryPageStore(), run_context(try_number=3, max_tries=3)
     do.create(run)
-    source.fail_next(1, 500)
+    source.omis.fail_next(1, 500)
     with pytest.raises(SourceError):
         do.fetch(run, store)
     with pytest.raises(FetchFailed, match=r'OMISDatasetPipeline: stopping, fetch failed: SourceError: .*HTTP 500'):
@@ -218,7 +219,7 @@ def test_ingest_gives_up_on_a_stalled_fetch(do, datasets_conn, monkeypatch):
 
 
 def test_a_crash_mid_page_leaves_the_page_for_another_task(do, source, datasets_conn, monkeypatch):
-    source.put(*(omis_record(i) for i in range(250)))
+    source.omis.put(*(omis_record(i) for i in range(250)))
     store, run = MemoryPageStore(), run_context()
     do.create(run)
     do.fetch(run, store)
@@ -239,13 +240,13 @@ def test_a_crash_mid_page_leaves_the_page_for_another_task(do, source, datasets_
 
 
 def test_fetch_fails_on_a_bad_record_before_storing_its_page(do, source, datasets_conn):
-    broken = omis_record(150)
+    broken = paged_last(omis_record(150))
     broken['company__name'] = None
-    source.put(*(omis_record(i) for i in range(150)), broken)
+    source.omis.put(*(omis_record(i) for i in range(150)), broken)
     store, run = MemoryPageStore(), run_context(try_number=3, max_tries=3)
     do.create(run)
     with pytest.raises(RecordError, match=(
-            rf"page {source.dataset_url}\?page=1: record {broken['reference']!r}: "
+            rf"page {re.escape(source.omis.page_url(1))}: record {broken['reference']!r}: "
             r"field company__name \(column company_name\): is null, but its column is NOT NULL")):
         do.fetch(run, store)
     assert len(store.values) == 1  # page 0 only
@@ -256,7 +257,7 @@ def test_fetch_fails_on_a_bad_record_before_storing_its_page(do, source, dataset
 def test_a_bad_record_fails_fetch_for_good_even_with_tries_left(do, source, datasets_conn):
     broken = omis_record(3)
     broken['company__name'] = None
-    source.put(broken)
+    source.omis.put(broken)
     store, run = MemoryPageStore(), run_context(try_number=1, max_tries=3)
     do.create(run)
     with pytest.raises(RecordError):
@@ -269,20 +270,20 @@ def test_a_bad_record_fails_fetch_for_good_even_with_tries_left(do, source, data
 def test_a_value_postgresql_refuses_is_named_by_page_and_record(do, source, datasets_conn):
     bad = omis_record(5)
     bad['delivery_date'] = '2020-02-30'
-    source.put(*(omis_record(i) for i in range(5)), bad)
+    source.omis.put(*(omis_record(i) for i in range(5)), bad)
     store, run = MemoryPageStore(), run_context()
     do.create(run)
     do.fetch(run, store)
     with pytest.raises(RecordError) as error:
         do.ingest(run, store)
     assert str(error.value).startswith(
-        f"page {source.dataset_url}: record {bad['reference']!r}: field delivery_date (column delivery_date): ")
+        f"page {source.omis.url}: record {bad['reference']!r}: field delivery_date (column delivery_date): ")
     assert error.value.sqlstate == psycopg2.errorcodes.DATETIME_FIELD_OVERFLOW
     assert ledger.page_counts(datasets_conn, run.run_key) == {ledger.READY: 1}
 
 
 def test_cleanup_sweeps_a_variable_a_crash_left_out_of_the_ledger(do, source, datasets_conn):
-    source.put(*(omis_record(i) for i in range(150)))
+    source.omis.put(*(omis_record(i) for i in range(150)))
     store, run = MemoryPageStore(), run_context()
     do.create(run)
     do.fetch(run, store)
@@ -296,7 +297,7 @@ def test_cleanup_sweeps_a_variable_a_crash_left_out_of_the_ledger(do, source, da
 
 
 def test_swap_refuses_when_a_page_is_not_loaded(do, source, datasets_conn):
-    source.put(*(omis_record(i) for i in range(250)))
+    source.omis.put(*(omis_record(i) for i in range(250)))
     store, run = MemoryPageStore(), run_context()
     do.create(run)
     do.fetch(run, store)

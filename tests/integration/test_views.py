@@ -2,6 +2,7 @@
 replaces it keeping its grants, and views survive the next dataset swap."""
 
 import datetime
+import decimal
 
 import pytest
 from psycopg2 import sql
@@ -12,7 +13,7 @@ from dataflow.definitions.views import view_pipeline_spec
 from dataflow.errors import DataflowError
 from dataflow.load import views
 from dataflow.pipelines.views import CancelledOMISOrderViewPipeline, CompletedOMISOrderViewPipeline
-from devstack.omis_records import omis_record
+from devstack.datahub_records import omis_record
 from tests.support.omis import completed_in, omis_spec, order
 from tests.support.runs import run_locally
 from tests.support.settings import use_settings
@@ -40,9 +41,9 @@ def view_rows(conn, name, order_by='Company Name'):
 
 @pytest.fixture
 def loaded_omis(source, hawk_client, datasets_dsn):
-    source.put(*(order(i, 'complete', f'2017-{11 + i % 2}-{1 + i % 28:02d}T10:00:00Z') for i in range(40)),
+    source.omis.put(*(order(i, 'complete', f'2017-{11 + i % 2}-{1 + i % 28:02d}T10:00:00Z') for i in range(40)),
                *(order(i, 'cancelled', f'2018-0{1 + i % 5}-15T10:00:00Z') for i in range(40, 70)))
-    spec = omis_spec(source)
+    spec = omis_spec()
     run_locally(spec, hawk_client, datasets_dsn, 'load-1')
     return spec
 
@@ -66,17 +67,22 @@ def test_views_hold_their_interval_with_quoted_aliases(loaded_omis, source, data
     columns, got = view_rows(datasets_conn, name)
     assert columns == ['Company Name', 'DIT Team', 'Subtotal', 'UK Region', 'Market', 'Sector', 'Services',
                        'Delivery Date', 'Payment Received Date', 'Completion Date']
-    assert sorted((r[0],) for r in got) == completed_in(source.records(), '2017-11') and rows == 20
+    assert sorted((r[0],) for r in got) == completed_in(source.omis.records(), '2017-11') and rows == 20
+    # Subtotal: pence (Data Hub's subtotal_cost) as pounds and pence.
+    completed = [r for r in source.omis.records() if r['status'] == 'complete' and r['completed_on'][:7] == '2017-11']
+    assert sorted((r[0], r[2]) for r in got) == sorted(
+        (r['company__name'], (decimal.Decimal(r['subtotal_cost']) / 100).quantize(decimal.Decimal('0.01')))
+        for r in completed)
 
 
 def test_cancelled_view_holds_the_financial_year_to_date(loaded_omis, source, datasets_conn, monkeypatch):
     use_settings(monkeypatch, financial_year_first_month_day='04-01')
     spec = view_spec(CancelledOMISOrderViewPipeline, loaded_omis)
     name, rows = make_view(datasets_conn, spec, '2018-03-01')  # FY 2017-04-01 .. 2018-03-31: Jan-Mar
-    expected = [r for r in source.records() if r['status'] == 'cancelled' and r['cancelled_on'] < '2018-04']
+    expected = [r for r in source.omis.records() if r['status'] == 'cancelled' and r['cancelled_on'] < '2018-04']
     assert rows == len(expected) == 18
     name, rows = make_view(datasets_conn, spec, '2018-04-01')  # a new financial year: April only
-    assert rows == len([r for r in source.records() if r['status'] == 'cancelled' and r['cancelled_on'][:7] == '2018-04'])
+    assert rows == len([r for r in source.omis.records() if r['status'] == 'cancelled' and r['cancelled_on'][:7] == '2018-04'])
 
 
 def test_a_rerun_replaces_the_view_and_keeps_its_grants(loaded_omis, datasets_conn, pg_admin_dsn):
@@ -98,7 +104,7 @@ def test_a_rerun_replaces_the_view_and_keeps_its_grants(loaded_omis, datasets_co
 
 
 def test_a_missing_dataset_table_is_named(source, datasets_conn):
-    spec = view_spec(CompletedOMISOrderViewPipeline, omis_spec(source))
+    spec = view_spec(CompletedOMISOrderViewPipeline, omis_spec())
     with pytest.raises(DataflowError, match=r'CompletedOMISOrderViewPipeline: dataset table public.omis_dataset '
                                             r'does not exist yet \(run OMISDatasetPipeline first\)'):
         make_view(datasets_conn, spec, '2017-11-01')
@@ -116,13 +122,13 @@ def test_views_survive_a_dataset_swap(loaded_omis, source, hawk_client, datasets
             sql.Identifier(november)))
     datasets_conn.commit()
 
-    source.remove(*(omis_record(i)['reference'] for i in range(0, 10)))
-    source.put(*(order(i, 'complete', '2017-11-20T09:00:00Z', version=1) for i in range(100, 107)))
-    source.put(*(order(i, 'cancelled', '2018-02-02T09:00:00Z', version=1) for i in range(40, 45)))
+    source.omis.remove(*(omis_record(i)['reference'] for i in range(0, 10)))
+    source.omis.put(*(order(i, 'complete', '2017-11-20T09:00:00Z', version=1) for i in range(100, 107)))
+    source.omis.put(*(order(i, 'cancelled', '2018-02-02T09:00:00Z', version=1) for i in range(40, 45)))
     result = run_locally(loaded_omis, hawk_client, datasets_dsn, 'load-2')
     assert set(result.published['views_repointed']) == {f'public.{november}', f'public.{december}', f'public.{march}'}
 
-    records = source.records()
+    records = source.omis.records()
     assert sorted((r[0],) for r in view_rows(datasets_conn, november)[1]) == completed_in(records, '2017-11')
     assert sorted((r[0],) for r in view_rows(datasets_conn, december)[1]) == completed_in(records, '2017-12')
     with datasets_conn.cursor() as cursor:

@@ -1,42 +1,33 @@
 """What the end-to-end tests share: the shape of the stack they run on, the OMIS table as
 the source should make it, and what a finished run must not leave behind."""
 
-import datetime
 import os
 
+from dataflow.definitions.datasets import dataset_pipeline_spec
+from dataflow.pipelines.datasets import OMISDatasetPipeline
 from dataflow.runs.pagestore import PAGE_KEY_PREFIX
+from tests.support.expected import expected_rows, table_rows
 
 E2E_HAWK_ID = 'e2e-hawk-id'
 INGEST_TASK_CONCURRENCY = 4
 PAGE_SIZE = 100
 
 DAG_ID = 'OMISDatasetPipeline'
-COLUMNS = ('omis_order_reference', 'company_name', 'dit_team', 'subtotal', 'uk_region', 'market', 'sector',
-           'services', 'order_status', 'created_date', 'completion_date', 'delivery_date',
-           'payment_received_date', 'cancelled_date', 'cancellation_reason')
+OMIS = dataset_pipeline_spec(OMISDatasetPipeline)
 
 
-def _timestamp(value):
-    return None if value is None else datetime.datetime.fromisoformat(value)
+def expected_omis(records):
+    """The OMIS table the source's records must make, cell for cell."""
+    return expected_rows(OMIS, records)
 
 
-def expected_row(record):
-    return (
-        record['reference'], record['company__name'], record['dit_team__name'], record['subtotal_cost'],
-        record['uk_region__name'], record['market__name'], record['sector__segment'], record['services'],
-        record['status'], _timestamp(record['created_on']), _timestamp(record['completed_on']),
-        datetime.date.fromisoformat(record['delivery_date']), _timestamp(record['paid_on']),
-        _timestamp(record['cancelled_on']), record['cancellation_reason__name'],
-    )
-
-
-def target_rows(stack):
+def target_rows(stack, spec=OMIS):
+    """The rows of a dataset table of the stack, ordered as expected_rows orders them."""
     conn = stack.connect()
-    with conn.cursor() as cursor:
-        cursor.execute(f'SELECT {", ".join(COLUMNS)} FROM omis_dataset ORDER BY 1')
-        rows = cursor.fetchall()
-    conn.close()
-    return rows
+    try:
+        return table_rows(conn, spec)
+    finally:
+        conn.close()
 
 
 def leftovers(stack):

@@ -1,16 +1,13 @@
-"""The shipped OMIS pipelines pointed at a test's own demo source, and OMIS records shaped
-for view tests."""
+"""The shipped OMIS pipelines, and OMIS records shaped for view tests."""
 
 from dataflow.definitions.datasets import DatasetPipelineSpec, dataset_pipeline_spec
 from dataflow.pipelines.datasets import OMISDatasetPipeline
-from devstack.omis_records import omis_record
-from devstack.source_api import DemoSource
+from devstack.datahub_records import omis_record
 
 
-def omis_spec(source: DemoSource) -> DatasetPipelineSpec:
-    """OMISDatasetPipeline reading `source`."""
-    cls = type('OMISDatasetPipeline', (OMISDatasetPipeline,), {'source_url': source.dataset_url})
-    return dataset_pipeline_spec(cls)
+def omis_spec() -> DatasetPipelineSpec:
+    """OMISDatasetPipeline's spec: its source is whatever Source port a test gives the run."""
+    return dataset_pipeline_spec(OMISDatasetPipeline)
 
 
 def order(index, status, when, version=0):
@@ -28,3 +25,9 @@ def completed_in(records, month):
         (r['company__name'],) for r in records
         if r['status'] == 'complete' and r['completed_on'] and r['completed_on'][:7] == month
     )
+
+
+def paged_last(record):
+    """The record, created after every generated one: Data Hub pages by created_on, so it
+    comes on the last page."""
+    return {**record, 'created_on': '2030-01-01T00:00:00Z'}

@@ -1,6 +1,7 @@
 import pytest
 
-from dataflow.definitions.columns import Column, parse_column_type
+from dataflow.definitions.columns import parse_column_type
+from dataflow.definitions.fields import Column
 from dataflow.errors import RecordError
 from dataflow.load.copy import RecordRenderer
 
@@ -103,3 +104,15 @@ def test_a_payload_line_is_named_by_its_key_as_written():
     assert numbered.describe_line(numbered.render([{'id': 7}], 'p'), 1) == '7'
     keyless = renderer(('n', 'n', 'integer'))
     assert keyless.describe_line(keyless.render([{'n': 1}, {'n': 2}], 'p'), 2) == '#1'
+
+
+def test_a_conversion_splits_a_joined_string_into_an_array():
+    from dataflow.definitions.conversions import split
+
+    r = RecordRenderer([Column('services', 'services', parse_column_type('text[]'), split(', '))])
+    assert rows(r.render([{'services': 'Trade visit, Market research'}, {'services': ''}, {'services': None},
+                          {'services': 'a "quoted", b\\slash'}], 'p')) == [
+        ['{"Trade visit","Market research"}'], ['{}'], ['\\N'], ['{"a \\\\"quoted\\\\"","b\\\\\\\\slash"}']]
+    with pytest.raises(RecordError, match=r"record #0: field services \(column services\): split\(', '\) needs a "
+                                          r"string, got list \['x'\]"):
+        r.render([{'services': ['x']}], 'p')

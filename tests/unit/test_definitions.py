@@ -7,13 +7,14 @@ import pytest
 
 from dataflow.definitions.datasets import dataset_pipeline_spec
 from dataflow.definitions.discovery import discover
+from dataflow.definitions.conversions import split
 from dataflow.errors import DefinitionError
 
 
 def pipeline(**overrides):
     attributes = {
         'table_name': 'orders',
-        'source_url': 'http://127.0.0.1:9/orders',
+        'source_path': '/v4/dataset/orders',
         'target_db': 'datasets_db',
         'start_date': datetime.datetime(2020, 1, 1),
         'schedule_interval': '@daily',
@@ -74,7 +75,9 @@ def test_identifier_limit_counts_bytes_not_characters():
 @pytest.mark.parametrize('overrides, attribute, message', [
     ({'field_mapping': []}, 'field_mapping', 'must be a non-empty list'),
     ({'field_mapping': None}, 'field_mapping', 'must be a non-empty list'),
-    ({'source_url': 'ftp://x/y'}, 'source_url', 'must be an http(s) URL'),
+    ({'source_path': 'ftp://x/y'}, 'source_path', 'must be a path under the source connection'),
+    ({'source_path': 'v4/orders'}, 'source_path', 'starting with /'),
+    ({'source_conn_id': ''}, 'source_conn_id', 'must be an Airflow connection id'),
     ({'target_db': ''}, 'target_db', 'must be an Airflow connection id'),
     ({'start_date': '2020-01-01'}, 'start_date', 'must be a datetime'),
     ({'schedule_interval': 42}, 'schedule_interval', 'must be a cron expression'),
@@ -101,7 +104,7 @@ def pipeline_package(tmp_path, monkeypatch):
     (package / 'good.py').write_text(common + textwrap.dedent('''
         class GoodDatasetPipeline:
             table_name = 'good'
-            source_url = 'http://127.0.0.1:9/good'
+            source_path = '/good'
             target_db = 'datasets_db'
             start_date = START
             field_mapping = [('id', 'id', 'integer')]
@@ -114,7 +117,7 @@ def pipeline_package(tmp_path, monkeypatch):
 
         class BrokenDatasetPipeline:
             table_name = 'broken'
-            source_url = 'http://127.0.0.1:9/broken'
+            source_path = '/broken'
             target_db = 'datasets_db'
             start_date = START
             field_mapping = [('id', 'id', 'integr')]
@@ -142,3 +145,66 @@ def test_the_shipped_pipelines_all_load():
     found = discover()
     assert found.errors == {}
     assert 'OMISDatasetPipeline' in found.specs
+
+
+# -- strict classes, connections, conversions, allowances --------------------------------------
+
+@pytest.mark.parametrize('attribute, message', [
+    ('schedule', 'unknown attribute; did you mean schedule_interval?'),
+    ('min_row_ratio', 'unknown attribute; did you mean min_rows_ratio?'),
+    ('source_url', 'unknown attribute; did you mean source_path?'),
+    ('colour', 'unknown attribute'),
+])
+def test_an_attribute_the_class_does_not_know_is_refused_with_the_nearest(attribute, message):
+    error = problems_of(pipeline(**{attribute: 'x'}))
+    assert str(error) == f'OrdersDatasetPipeline.{attribute}: {message}'
+
+
+def test_an_unknown_attribute_and_other_problems_are_listed_together():
+    error = problems_of(pipeline(schedule='@daily', field_mapping=[('id', 'id', 'bigitn PRIMARY KEY')]))
+    assert 'OrdersDatasetPipeline.schedule: unknown attribute; did you mean schedule_interval?' in str(error)
+    assert "unknown column type 'bigitn' (did you mean 'bigint'?)" in str(error)
+
+
+def test_attributes_of_a_base_class_are_checked_too():
+    base = type('TeamDefaults', (), {'target_db': 'datasets_db', 'scheduel_interval': '@daily'})
+    cls = type('OrdersDatasetPipeline', (base,), {k: v for k, v in pipeline().__dict__.items()
+                                                   if not k.startswith('_')})
+    with pytest.raises(DefinitionError, match='scheduel_interval: unknown attribute; did you mean schedule_interval'):
+        dataset_pipeline_spec(cls)
+
+
+def test_optional_attributes_have_their_documented_defaults():
+    spec = dataset_pipeline_spec(pipeline(target_db=_DELETE, schedule_interval=_DELETE))
+    assert (spec.source_conn_id, spec.target_db, spec.schedule, spec.end_date) == ('datahub', 'datasets_db', None, None)
+    assert (spec.min_rows_ratio, spec.all_null_columns, spec.allow_missing_fields) == (0.9, 'warn', frozenset())
+
+
+def test_a_field_may_declare_a_conversion_checked_against_its_column():
+    spec = dataset_pipeline_spec(pipeline(field_mapping=[
+        ('id', 'id', 'integer PRIMARY KEY'), ('services', 'services', 'text[]', split(', '))]))
+    assert str(spec.columns[1].conversion) == "split(', ')"
+    error = problems_of(pipeline(field_mapping=[('services', 'services', 'text', split(', '))]))
+    assert str(error) == ("OrdersDatasetPipeline.field_mapping[0]: column 'services': split(', ') gives a list of "
+                          "strings: the column must be a text array (text[]), not 'text'")
+    error = problems_of(pipeline(field_mapping=[('services', 'services', 'text[]', str.split)]))
+    assert 'is not a conversion data-flow knows (dataflow.definitions.conversions.split)' in str(error)
+    error = problems_of(pipeline(field_mapping=[('services', 'services', 'text[]', split(''))]))
+    assert "split(''): the separator must be a non-empty string" in str(error)
+
+
+def test_missing_fields_may_be_allowed_by_name_or_all_at_once():
+    assert dataset_pipeline_spec(pipeline(allow_missing_fields=['name'])).allow_missing_fields == {'name'}
+    assert dataset_pipeline_spec(pipeline(allow_missing_fields=True)).allow_missing_fields == {'id', 'name'}
+    error = problems_of(pipeline(allow_missing_fields=['nmae']))
+    assert str(error) == "OrdersDatasetPipeline.allow_missing_fields: 'nmae' is not a source field of field_mapping"
+    assert 'must be a list of source fields' in str(problems_of(pipeline(allow_missing_fields='name')))
+
+
+def test_view_classes_are_strict_too():
+    from dataflow.definitions.views import view_pipeline_spec
+
+    view = type('OrdersViewPipeline', (), {'view_name': 'v', 'dataset_pipeline': pipeline(), 'fields': True,
+                                           'start_date': datetime.datetime(2020, 1, 1), 'where': 'true'})
+    with pytest.raises(DefinitionError, match='OrdersViewPipeline.where: unknown attribute; did you mean where_clause'):
+        view_pipeline_spec(view)

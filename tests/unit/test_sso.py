@@ -108,3 +108,11 @@ def test_provider_endpoints(settings):
     [oidc] = sso.oauth_providers()
     assert oidc['remote_app']['server_metadata_url'].endswith('/.well-known/openid-configuration')
     assert 'openid' in oidc['remote_app']['client_kwargs']['scope']
+
+
+def test_every_signed_in_role_may_read_plugins_so_the_datasets_menu_shows():
+    roles = {config['role']: config['perms'] for config in sso._security_manager_class().ROLE_CONFIGS}
+    assert {role for role, perms in roles.items() if ('can_read', 'Plugins') in perms} == {
+        'Viewer', 'User', 'Op', 'Admin'}
+    assert roles['Public'] == []
+    assert all(perms.count(('can_read', 'Plugins')) == 1 for role, perms in roles.items() if role != 'Public')

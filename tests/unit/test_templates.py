@@ -156,5 +156,5 @@ def test_bad_view_classes_are_named(overrides, attribute, message):
 def test_an_invalid_dataset_pipeline_is_named():
     broken = type('BrokenDatasetPipeline', (), {'table_name': 't'})
     with pytest.raises(DefinitionError, match=r'OrdersViewPipeline.dataset_pipeline: BrokenDatasetPipeline '
-                                                      r'is not valid: BrokenDatasetPipeline.source_url: is missing'):
+                                                      r'is not valid: BrokenDatasetPipeline.source_path: is missing'):
         view_pipeline_spec(view_class(dataset_pipeline=broken))

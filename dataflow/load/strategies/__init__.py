@@ -15,6 +15,10 @@ from dataflow.definitions.datasets import DatasetPipelineSpec
 from dataflow.load.copy import RecordRenderer
 
 
+# What publishing records in its own transaction: (cursor, rows before, rows after, warnings).
+Record = Callable[[Cursor, int | None, int, tuple[str, ...]], None]
+
+
 @dataclass(frozen=True)
 class Published:
     table: str
@@ -37,9 +41,10 @@ class LoadStrategy(Protocol):
         """Load one rendered page in the cursor's transaction (the caller commits)."""
 
     def publish(self, conn: Connection, spec: DatasetPipelineSpec, run_key: str, expected_rows: int,
-                record: Callable[[Cursor, int | None, int], None]) -> Published:
+                record: Record) -> Published:
         """Make the loaded pages the dataset, all at once; `record(cursor, rows before, rows
-        after)` runs in the same transaction, so that the ledger says so exactly when it is so."""
+        after, warnings)` runs in the same transaction, so that the ledger says so exactly
+        when it is so."""
 
     def discard(self, conn: Connection, spec: DatasetPipelineSpec, run_key: str) -> None:
         """Remove whatever the run left behind (committed); harmless when there is nothing."""

@@ -26,7 +26,7 @@ from dataflow.load import catalog, quality
 from dataflow.load.catalog import DEFAULT_SCHEMA, DependentView, qualified
 from dataflow.load.copy import RecordRenderer, copy_payload
 from dataflow.load.ddl import create_table, derived_name, drop_table
-from dataflow.load.strategies import Published
+from dataflow.load.strategies import Published, Record
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +65,13 @@ class ReplaceStrategy:
         copy_payload(cursor, staging_table_name(spec.table_name, run_key), renderer, payload, page)
 
     def publish(self, conn: Connection, spec: DatasetPipelineSpec, run_key: str, expected_rows: int,
-                record: Callable[[Cursor, int | None, int], None]) -> Published:
+                record: Record) -> Published:
         staging = staging_table_name(spec.table_name, run_key)
         gates = quality.check(conn, spec, staging)
         if gates.rows_after != expected_rows:
             raise RunNotSwapped(f'{spec.name}: staging has {gates.rows_after} rows, fetch stored {expected_rows}')
         result = swap(conn, staging, spec.table_name, lock_timeout_ms=self.lock_timeout_ms, attempts=self.attempts,
-                      before_commit=lambda cursor: record(cursor, gates.rows_before, gates.rows_after),
+                      before_commit=lambda cursor: record(cursor, gates.rows_before, gates.rows_after, gates.warnings),
                       counts=(gates.rows_before, gates.rows_after))
         return Published(spec.table_name, result.rows_before, result.rows_after, result.views_repointed,
                          result.lock_seconds, gates.warnings)
