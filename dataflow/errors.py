@@ -94,6 +94,11 @@ class FetchFailed(Fatal):
     """Fetch failed for good; the ingest tasks stop."""
 
 
+class FetchSuperseded(Fatal):
+    """A later try of fetch has taken the run over (this one was given up for lost): this
+    one stops, having written nothing more."""
+
+
 class RunNotSwapped(Fatal):
     """The run ended without swapping its table in; the target is unchanged."""
 

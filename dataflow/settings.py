@@ -92,6 +92,7 @@ class Settings:
     ingest_poll_max_seconds: float
     ingest_idle_reschedule_seconds: float
     fetch_stall_seconds: float
+    datasets_db_retry_seconds: float
     task_retries: int
     task_retry_delay_seconds: float
     redis_url: str
@@ -107,6 +108,7 @@ class Settings:
     oidc_client_secret: str
     sso_default_role: str
     sso_admin_emails: str
+    sso_session_hours: int
     vcap_services: str
     vcap_application: str
     cf_instance_index: str
@@ -153,6 +155,9 @@ class Settings:
             ingest_idle_reschedule_seconds=read.number('INGEST_IDLE_RESCHEDULE_SECONDS', 30.0, minimum=1.0),
             # An ingest task gives up when fetch has reported no progress for this long.
             fetch_stall_seconds=read.number('FETCH_STALL_SECONDS', 900.0, minimum=1.0),
+            # How long an ingest task keeps reconnecting when it loses the datasets database
+            # (a restart, a failover) before it fails and leaves the page to Airflow's retry.
+            datasets_db_retry_seconds=read.number('DATASETS_DB_RETRY_SECONDS', 120.0),
             # Airflow retries of each task, and the wait before a retry.
             task_retries=read.integer('TASK_RETRIES', 2, minimum=0),
             task_retry_delay_seconds=read.number('TASK_RETRY_DELAY_SECONDS', 30.0),
@@ -178,6 +183,10 @@ class Settings:
             # The role of a user's first login; the emails (comma-separated) that are made Admin.
             sso_default_role=read.text('SSO_DEFAULT_ROLE', 'Viewer'),
             sso_admin_emails=read.text('SSO_ADMIN_EMAILS'),
+            # How long a sign-in lasts, however active the user is (then they sign in again,
+            # and SSO decides again): the UI session and the API tokens it hands out
+            # (dataflow.deploy.environment.sso_settings).
+            sso_session_hours=read.integer('SSO_SESSION_HOURS', 8, minimum=1),
             # Cloud Foundry: bound services, the app and the instance (dataflow/deploy).
             vcap_services=read.text('VCAP_SERVICES'),
             vcap_application=read.text('VCAP_APPLICATION'),

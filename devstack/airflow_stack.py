@@ -8,6 +8,7 @@ interface); the components share AIRFLOW_HOME/logs, where the api-server reads t
 """
 
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -20,7 +21,8 @@ import requests
 from cryptography.fernet import Fernet
 
 import dataflow.airflow
-from dataflow.deploy.environment import AUTH_SETTINGS, PLUGINS_FOLDER
+from dataflow.deploy.environment import AUTH_SETTINGS, PLUGINS_FOLDER, RECOVERY_SETTINGS, sso_settings
+from dataflow.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +44,14 @@ def _airflow_command():
 
 class AirflowStack:
     def __init__(self, home, metadata_url, broker_url, port, *, worker_concurrency=2, env=None,
-                 broker_key_prefix=None, components=tuple(COMPONENTS), dags_folder=DAGS_FOLDER, auth='local'):
+                 broker_key_prefix=None, components=tuple(COMPONENTS), dags_folder=DAGS_FOLDER, auth='local',
+                 host='127.0.0.1'):
         self.home = home
         self.port = port
         self.broker_url, self.broker_key_prefix = broker_url, broker_key_prefix
-        self.base_url = f'http://127.0.0.1:{port}'
+        # `host`: where the api-server listens, and workers (in network namespaces of a
+        # test's own, say) reach it.
+        self.base_url = f'http://{host}:{port}'
         self.components = components
         self.processes = {}
         os.makedirs(os.path.join(home, 'logs'), exist_ok=True)
@@ -62,7 +67,7 @@ class AirflowStack:
             'AIRFLOW__CORE__FERNET_KEY': Fernet.generate_key().decode(),
             'AIRFLOW__API_AUTH__JWT_SECRET': secrets.token_urlsafe(32),
             'AIRFLOW__API__SECRET_KEY': secrets.token_urlsafe(32),
-            'AIRFLOW__API__HOST': '127.0.0.1',
+            'AIRFLOW__API__HOST': host,
             'AIRFLOW__API__PORT': str(port),
             'AIRFLOW__API__BASE_URL': self.base_url,
             'AIRFLOW__CORE__EXECUTION_API_SERVER_URL': f'{self.base_url}/execution/',
@@ -74,7 +79,7 @@ class AirflowStack:
             'AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL': '5',
             'AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL': '10',
             'AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL': '2',
-            'AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT': '30',
+            **RECOVERY_SETTINGS,
             'AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC': '2',
             'AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK': 'False',
         }
@@ -82,6 +87,9 @@ class AirflowStack:
             # Keeps this stack's Celery keys apart from others sharing the Redis server.
             self.env['AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX'] = broker_key_prefix
         self.env.update(env or {})
+        if auth == 'sso':
+            # As deployed: sessions of SSO_SESSION_HOURS, the OAuth code masked in the access log.
+            self.env.update(sso_settings(Settings.from_environ(self.env), self.env))
 
     def log_path(self, component):
         return os.path.join(self.home, 'logs', f'{component}.out')
@@ -103,12 +111,43 @@ class AirflowStack:
         log.info('Airflow stack up in %.1f s at %s', time.monotonic() - started, self.base_url)
         return self
 
-    def start_component(self, name, env=None):
+    def start_component(self, name, env=None, command=None, prefix=()):
+        """Start a component (`command`: its `airflow` arguments, COMPONENTS[name] by default),
+        run through `prefix` if given (e.g. `ip netns exec <namespace>`)."""
         with open(self.log_path(name), 'ab') as out:
             self.processes[name] = subprocess.Popen(
-                _airflow_command() + COMPONENTS[name], env={**self.env, **(env or {})},
+                [*prefix, *_airflow_command(), *(command or COMPONENTS[name])], env={**self.env, **(env or {})},
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
+
+    def start_worker(self, index, prefix=()):
+        """Start Celery worker `worker-<index>`, named as Cloud Foundry's instance `index` of
+        an app `data-flow-worker` is (data-flow-worker-<index>, dataflow.deploy.environment)."""
+        name = f'worker-{index}'
+        self.start_component(name, command=[*COMPONENTS['worker'], '--celery-hostname', f'data-flow-worker-{index}@%h'],
+                             prefix=prefix, env={
+                                 'VCAP_APPLICATION': json.dumps({'application_name': 'data-flow-worker'}),
+                                 'CF_INSTANCE_INDEX': str(index),
+                                 'AIRFLOW__CORE__HOSTNAME_CALLABLE': 'dataflow.deploy.environment.hostname',
+                             })
+        return name
+
+    def kill_component(self, name):
+        """SIGKILL every process of a component, its children's children too, as the loss of
+        its host would end them: all stopped first, so none sees another go and reacts."""
+        import psutil
+
+        process = self.processes.pop(name)
+        try:
+            tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            tree = []
+        for signal_ in (signal.SIGSTOP, signal.SIGKILL):
+            for member in tree:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    member.send_signal(signal_)
+        process.wait(timeout=30)
+        return [member.pid for member in tree]
 
     def _check_alive(self):
         for name, process in self.processes.items():
@@ -131,8 +170,8 @@ class AirflowStack:
             process.wait(timeout=30)
 
     def stop(self):
-        # The worker first: it waits for running tasks, which need the api-server.
-        for name in sorted(self.processes, key=lambda n: n != 'worker'):
+        # Workers first: they wait for running tasks, which need the api-server.
+        for name in sorted(self.processes, key=lambda n: not n.startswith('worker')):
             self.stop_component(name, timeout=30)
         if self.broker_key_prefix:
             self._forget_broker_keys()
@@ -283,6 +322,11 @@ class AirflowApi:
     def asset_events(self, asset_id):
         return self._request('GET', '/assets/events', params={'asset_id': asset_id, 'limit': 1000,
                                                               'order_by': 'timestamp'})['asset_events']
+
+    def task_tries(self, dag_id, run_id, task_id):
+        """Every try of a task instance: try_number, state, hostname, ..."""
+        return self._request('GET', f'/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries',
+                             params={'limit': 100})['task_instances']
 
     def variables(self):
         return self._request('GET', '/variables', params={'limit': 1000})['variables']

@@ -46,6 +46,25 @@ SLOW = 'slow'                    # ('slow', seconds): sleep, then answer normall
 RENAME = 'rename'                # ('rename', old key, new key): that page's records say new for old
 
 
+class Hold:
+    """A fault that holds the request for its page until the test releases it (or
+    `timeout` passes), then answers normally: a run paused exactly where a test wants it."""
+
+    def __init__(self, timeout=600.0):
+        self.reached, self._released, self.timeout = threading.Event(), threading.Event(), timeout
+
+    def wait_reached(self, timeout):
+        if not self.reached.wait(timeout):
+            raise TimeoutError(f'no request reached the held page in {timeout} s')
+
+    def release(self):
+        self._released.set()
+
+    def hold(self):
+        self.reached.set()
+        self._released.wait(self.timeout)
+
+
 def _ordering(record):
     """(created_on, pk): Data Hub's dataset ordering."""
     created = record.get('created_on')
@@ -292,6 +311,9 @@ class DemoSource:
                 except ValueError:
                     return self._send(404, b'{"detail":"Invalid cursor"}')
 
+                if isinstance(fault, Hold):
+                    fault.hold()
+                    fault = None
                 if isinstance(fault, int):
                     fault = (fault, None)
                 if isinstance(fault, tuple) and isinstance(fault[0], int):

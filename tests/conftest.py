@@ -1,5 +1,4 @@
 import atexit
-import contextlib
 import os
 import shutil
 import tempfile
@@ -15,20 +14,8 @@ import pytest  # noqa: E402
 
 from devstack import services  # noqa: E402
 from devstack.source_api import DemoSource  # noqa: E402
+from tests.support.servers import private_directory  # noqa: E402
 from tests.support.sources import TEST_HAWK_ID, TEST_HAWK_KEY, hawk_client as new_hawk_client  # noqa: E402
-
-
-@contextlib.contextmanager
-def private_directory(what):
-    """A directory for an embedded PostgreSQL's data, removed afterwards. Not under pytest's
-    tmp_path: that runs the server as another user, which needs to traverse the path, and
-    every new pytest session on the machine resets pytest's temporary root to mode 0700
-    (the server then PANICs: 'could not open file .../global/pg_control: Permission denied')."""
-    path = tempfile.mkdtemp(prefix=f'dataflow-test-{what}-')
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from psycopg2.extensions import connection as Connection
 from dataflow import settings
 from dataflow.definitions.datasets import DEFAULT_SOURCE_CONN_ID
 from dataflow.errors import ConfigurationError
-from dataflow.load.connection import Connect
+from dataflow.load.connection import Connect, liveness_args
 from dataflow.sources.connection import SourceConnection, default_connection
 
 
@@ -29,7 +29,7 @@ class _Psycopg2PostgresHook(PostgresHook):
     # With psycopg 3 installed (Airflow's postgres extra brings it) the hook would open a
     # psycopg 3 connection; everything else of get_conn() is what we want.
     def _create_connection(self, conn_args: dict[str, Any]) -> Any:
-        return psycopg2.connect(**conn_args)
+        return psycopg2.connect(**{**conn_args, **liveness_args(conn_args.get('options'))})
 
 
 def connector_for(conn_id: str) -> Connect:

@@ -54,10 +54,32 @@ SHARED_SECRETS = {
 WORKER_AIRFLOW_SETTINGS = (
     'AIRFLOW__CORE__EXECUTOR', 'AIRFLOW__CORE__EXECUTION_API_SERVER_URL', 'AIRFLOW__CORE__HOSTNAME_CALLABLE',
     'AIRFLOW__CORE__DAGS_FOLDER', 'AIRFLOW__CORE__LOAD_EXAMPLES',
+    # A task's supervisor heartbeats at least this often (within 75% of it).
+    'AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT',
 )
 # ... and every setting in these sections, as they are.
 WORKER_AIRFLOW_SECTIONS = ('AIRFLOW__CELERY__', 'AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__', 'AIRFLOW__LOGGING__',
                            'AIRFLOW__WORKERS__')
+# How soon Airflow notices and mends what infrastructure faults do to a run (the bounds
+# they give are in docs/reliability.md); a value the environment sets wins.
+RECOVERY_SETTINGS = {
+    # A task whose worker stopped heartbeating (the host lost, or cut off) is failed and
+    # retried elsewhere after this long (Airflow's default: 300 s); looked for this often.
+    'AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT': '60',
+    'AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL': '5',
+    # A task queued but never started (its message lost with a broker restart, or its
+    # worker gone before it began) is queued again after this long (default 600 s),
+    # looked for this often (default 120 s), and as many times as it takes (default 2).
+    'AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT': '120',
+    'AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL': '15',
+    'AIRFLOW__SCHEDULER__NUM_STUCK_IN_QUEUED_RETRIES': '30',
+    # A worker's calls to the api-server (Variables, heartbeats, states) ride out an
+    # api-server restart: up to 15 tries, at most 10 s apart (defaults 5 and 90 s), each
+    # waiting 30 s for an answer (default 5 s; the first call after a start takes 5-7 s).
+    'AIRFLOW__WORKERS__EXECUTION_API_RETRIES': '15',
+    'AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX': '10',
+    'AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT': '30',
+}
 AUTH_SETTINGS = {
     # Single sign-on through the FAB auth manager, configured by dataflow/web/webserver_config.py.
     'sso': {
@@ -72,6 +94,34 @@ AUTH_SETTINGS = {
     },
 }
 LOCAL_AUTH = 'local'  # SSO_PROVIDER=local: no sign-in, needs DEBUG=true
+# Airflow's secrets masker hides the value of any key whose name contains one of these
+# (case-insensitively). The api-server's access log passes each query parameter through it,
+# so 'code' keeps the OAuth code of `/auth/oauth-authorized/<provider>?code=...` out of it.
+SENSITIVE_NAMES = 'AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES'
+SSO_SENSITIVE_NAMES = ('code',)
+
+
+def sso_settings(config: Settings, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The Airflow settings (AIRFLOW__ variables) that SSO mode adds to what AUTH_SETTINGS
+    says: sign-ins that last SSO_SESSION_HOURS at most, and the masker's sensitive names.
+
+    A sign-in is FAB's session (its cookie lasts `session_lifetime_minutes` from the last
+    request; `session_max_lifetime_minutes` ends it that long after login, however active)
+    plus the API tokens the UI gets from it (`[api_auth] jwt_expiration_time`, which FAB
+    also caps at what is left of the session). After that the browser goes back to SSO,
+    which decides again. A value `environ` already sets is kept (explicit settings win),
+    except the sensitive names, which are added to rather than replaced."""
+    environ = {} if environ is None else environ
+    minutes = str(config.sso_session_hours * 60)
+    derived = {
+        'AIRFLOW__FAB__SESSION_LIFETIME_MINUTES': minutes,
+        'AIRFLOW__FAB__SESSION_MAX_LIFETIME_MINUTES': minutes,
+        'AIRFLOW__API_AUTH__JWT_EXPIRATION_TIME': str(config.sso_session_hours * 3600),
+    }
+    result = {name: environ.get(name) or value for name, value in derived.items()}
+    names = [name.strip() for name in environ.get(SENSITIVE_NAMES, '').split(',') if name.strip()]
+    result[SENSITIVE_NAMES] = ','.join(names + [name for name in SSO_SENSITIVE_NAMES if name not in names])
+    return result
 
 
 def application(raw: str | None = None) -> dict[str, Any]:
@@ -121,6 +171,8 @@ def build(role: str, environ: Mapping[str, str] | None = None) -> tuple[dict[str
     environ.setdefault('AIRFLOW__CORE__PLUGINS_FOLDER', PLUGINS_FOLDER)
     environ.setdefault('AIRFLOW__CORE__LOAD_EXAMPLES', 'False')
     environ.setdefault('AIRFLOW__CORE__HOSTNAME_CALLABLE', 'dataflow.deploy.environment.hostname')
+    for name, value in RECOVERY_SETTINGS.items():
+        environ.setdefault(name, value)
     environ.setdefault('AIRFLOW_HOME', os.path.join(environ.get('HOME', PACKAGE_ROOT), 'airflow'))
     # Airflow's processes import dataflow from the app's directory.
     environ['PYTHONPATH'] = os.pathsep.join(p for p in (PACKAGE_ROOT, environ.get('PYTHONPATH')) if p)
@@ -135,6 +187,8 @@ def build(role: str, environ: Mapping[str, str] | None = None) -> tuple[dict[str
         master_url = master_url or f'http://127.0.0.1:{port}'
         for name, value in _auth_settings(config).items():
             environ.setdefault(name, value)
+        if config.sso_provider != LOCAL_AUTH:
+            environ.update(sso_settings(config, environ))  # already keeps what environ sets
     if master_url:
         environ.setdefault('AIRFLOW__CORE__EXECUTION_API_SERVER_URL', f'{master_url}/execution/')
 

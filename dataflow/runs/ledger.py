@@ -10,6 +10,12 @@ Ingest tasks claim a page with SELECT ... FOR UPDATE SKIP LOCKED and mark it loa
 same transaction as its COPY, so a page is loaded exactly once: if a task dies mid-page
 its transaction rolls back, the row lock goes with its connection, and the page is
 claimed again by another task or the retry.
+
+One fetch at a time writes a run's pages. A fetch try takes the run over (`start_fetching`:
+its owner and try number; an earlier try can never take it back), and every later write of
+fetch (a page, its state) is conditional on still being the owner, in the transaction that
+writes. A fetch that was given up for lost (its worker cut off, Airflow's retry started
+elsewhere) and wakes up later therefore writes nothing: it gets FetchSuperseded.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from typing import Any
 from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
+
+from dataflow.errors import FetchSuperseded
 
 SCHEMA = 'dataflow'
 
@@ -86,6 +94,8 @@ _ADDED_COLUMNS = (
     ('load_history', 'missing_fields', "text[] NOT NULL DEFAULT '{}'"),
     ('load_history', 'warnings', "text[] NOT NULL DEFAULT '{}'"),
     ('load_history', 'lock_ms', 'double precision'),
+    ('runs', 'fetch_owner', 'text'),
+    ('runs', 'fetch_try', 'integer'),
 )
 # Concurrent CREATE ... IF NOT EXISTS can still collide in the catalog; serialise them.
 _DDL_LOCK = 0x64617461666c6f77  # 'dataflow'
@@ -168,27 +178,60 @@ def get_run(conn: Connection, run_key: str) -> Run | None:
                tuple(source_keys), tuple(missing_fields))
 
 
-def set_fetch_state(conn: Connection, run_key: str, state: str, error: str | None = None, pages: int | None = None,
-                    rows: int | None = None) -> None:
+def _superseded(cursor: Cursor, run_key: str, owner: str) -> FetchSuperseded:
+    cursor.execute('SELECT fetch_owner, fetch_try FROM dataflow.runs WHERE run_key = %s', (run_key,))
+    row = cursor.fetchone()
+    holder = f'{row[0]} (try {row[1]})' if row else 'nobody: the run is not in the ledger'
+    return FetchSuperseded(f'fetch {owner} no longer fetches run {run_key}: it is now held by {holder}; '
+                           'this fetch stops without writing')
+
+
+def _unless_superseded(conn: Connection, cursor: Cursor, run_key: str, owner: str) -> None:
+    """After a statement meant to touch the run's row once as `owner`: roll back and raise
+    FetchSuperseded if it did not (another fetch holds the run)."""
+    if cursor.rowcount != 1:
+        superseded = _superseded(cursor, run_key, owner)
+        conn.rollback()
+        raise superseded
+
+
+def start_fetching(conn: Connection, run_key: str, source_url: str, owner: str, try_number: int) -> None:
+    """Take the run's fetch over: `owner`, try `try_number`, fetches from `source_url` now
+    (committed). FetchSuperseded when a later try has taken it over already."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE dataflow.runs SET fetch_state = %s, source_url = %s, fetch_owner = %s, fetch_try = %s,
+                   fetch_heartbeat = now()
+            WHERE run_key = %s AND coalesce(fetch_try, 0) <= %s
+            """,
+            (FETCH_RUNNING, source_url, owner, try_number, run_key, try_number),
+        )
+        _unless_superseded(conn, cursor, run_key, owner)
+    conn.commit()
+
+
+def set_fetch_state(conn: Connection, run_key: str, owner: str, state: str, error: str | None = None,
+                    pages: int | None = None, rows: int | None = None) -> None:
+    """Record fetch's state, if `owner` still holds the run (committed); else FetchSuperseded."""
     with conn.cursor() as cursor:
         cursor.execute(
             """
             UPDATE dataflow.runs SET fetch_state = %s, fetch_error = %s, pages = %s, rows = %s,
                    fetch_heartbeat = now()
-            WHERE run_key = %s
+            WHERE run_key = %s AND fetch_owner = %s
             """,
-            (state, error, pages, rows, run_key),
+            (state, error, pages, rows, run_key, owner),
         )
+        _unless_superseded(conn, cursor, run_key, owner)
     conn.commit()
 
 
-def start_fetching(conn: Connection, run_key: str, source_url: str) -> None:
-    """fetch is running, from `source_url` (committed)."""
+def check_owner(conn: Connection, run_key: str, owner: str) -> None:
+    """FetchSuperseded unless `owner` still holds the run's fetch (before storing a page)."""
     with conn.cursor() as cursor:
-        cursor.execute(
-            'UPDATE dataflow.runs SET fetch_state = %s, source_url = %s, fetch_heartbeat = now() WHERE run_key = %s',
-            (FETCH_RUNNING, source_url, run_key),
-        )
+        cursor.execute('SELECT 1 FROM dataflow.runs WHERE run_key = %s AND fetch_owner = %s', (run_key, owner))
+        _unless_superseded(conn, cursor, run_key, owner)
     conn.commit()
 
 
@@ -220,31 +263,37 @@ def resume_point(conn: Connection, run_key: str, first_url: str) -> ResumePoint:
     return ResumePoint(last_page + 1, next_url, pages, int(rows))
 
 
-def add_ready_page(conn: Connection, run_key: str, page_number: int, url: str, next_url: str | None,
+def add_ready_page(conn: Connection, run_key: str, owner: str, page_number: int, url: str, next_url: str | None,
                    variable_key: str, rows: int, new_keys: list[str] | None = None,
                    missing_fields: list[str] | None = None) -> None:
     """Record a stored page, ready to be claimed (committed), with the keys its records
-    brought that the run had not seen and the allowed fields they lacked. A retry that
-    fetches the page again replaces the record."""
+    brought that the run had not seen and the allowed fields they lacked; only while
+    `owner` holds the run's fetch (else FetchSuperseded, and nothing is written). A page
+    is recorded once: a fetch try carries on after the pages recorded before it."""
     with conn.cursor() as cursor:
-        cursor.execute(
-            """
-            INSERT INTO dataflow.pages (run_key, page_number, url, next_url, variable_key, rows, state)
-            VALUES (%s, %s, %s, %s, %s, %s, %s)
-            ON CONFLICT (run_key, page_number) DO UPDATE
-                SET url = EXCLUDED.url, next_url = EXCLUDED.next_url, rows = EXCLUDED.rows, state = EXCLUDED.state
-            """,
-            (run_key, page_number, url, next_url, variable_key, rows, READY),
-        )
+        # The run's row first: its lock orders this write after a takeover by a later try.
         cursor.execute(
             """
             UPDATE dataflow.runs SET fetch_heartbeat = now(),
                 source_keys = ARRAY(SELECT DISTINCT k FROM unnest(source_keys || %s::text[]) k ORDER BY k),
                 missing_fields = ARRAY(SELECT DISTINCT k FROM unnest(missing_fields || %s::text[]) k ORDER BY k)
-            WHERE run_key = %s
+            WHERE run_key = %s AND fetch_owner = %s
             """,
-            (new_keys or [], missing_fields or [], run_key),
+            (new_keys or [], missing_fields or [], run_key, owner),
         )
+        _unless_superseded(conn, cursor, run_key, owner)
+        cursor.execute(
+            """
+            INSERT INTO dataflow.pages (run_key, page_number, url, next_url, variable_key, rows, state)
+            VALUES (%s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (run_key, page_number) DO NOTHING
+            """,
+            (run_key, page_number, url, next_url, variable_key, rows, READY),
+        )
+        if cursor.rowcount != 1:
+            conn.rollback()
+            raise FetchSuperseded(f'fetch {owner}: page {page_number} of run {run_key} is recorded already '
+                                  f'({url}); this fetch stops without writing')
     conn.commit()
 
 
@@ -287,6 +336,15 @@ def page_counts(conn: Connection, run_key: str) -> dict[str, int]:
         counts = dict(cursor.fetchall())
     conn.commit()
     return counts
+
+
+def unloaded_pages(conn: Connection, run_key: str) -> int:
+    """How many of the run's recorded pages are not loaded yet, claimed or not."""
+    with conn.cursor() as cursor:
+        cursor.execute('SELECT count(*) FROM dataflow.pages WHERE run_key = %s AND state = %s', (run_key, READY))
+        count = int(cursor.fetchone()[0])  # type: ignore[index]
+    conn.commit()
+    return count
 
 
 def variable_keys(conn: Connection, run_key: str) -> list[str]:
@@ -335,6 +393,38 @@ def record_lock_time(conn: Connection, run_key: str, lock_seconds: float) -> Non
         cursor.execute('UPDATE dataflow.load_history SET lock_ms = %s WHERE run_key = %s',
                        (round(lock_seconds * 1000, 1), run_key))
     conn.commit()
+
+
+@dataclass(frozen=True)
+class RecordedLoad:
+    """A swap as the load history recorded it."""
+
+    table_name: str
+    rows_before: int | None
+    rows_after: int
+    lock_ms: float | None
+    unmapped_fields: tuple[str, ...]
+    new_fields: tuple[str, ...]
+    missing_fields: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+def recorded_load(conn: Connection, run_key: str) -> RecordedLoad | None:
+    """The load history's record of the run's swap, or None if it did not swap."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT table_name, rows_before, rows_after, lock_ms, unmapped_fields, new_fields, missing_fields, warnings
+            FROM dataflow.load_history WHERE run_key = %s ORDER BY finished_at DESC LIMIT 1
+            """,
+            (run_key,),
+        )
+        row = cursor.fetchone()
+    conn.commit()
+    if row is None:
+        return None
+    table, before, after, lock_ms, unmapped, new, missing, warnings = row
+    return RecordedLoad(table, before, after, lock_ms, tuple(unmapped), tuple(new), tuple(missing), tuple(warnings))
 
 
 def last_source_keys(conn: Connection, table: str) -> frozenset[str] | None:

@@ -80,8 +80,10 @@ def run_key_prefix(run: str) -> str:
     return f'{PAGE_KEY_PREFIX}:{digest}:'
 
 
-def page_key(run: str, page_number: int) -> str:
-    return f'{run_key_prefix(run)}{page_number:06d}'
+def page_key(run: str, page_number: int, attempt: int) -> str:
+    """The key of a page, stored by fetch try `attempt`: a stale try that stores the same
+    page never overwrites the value the ledger points at (cleanup sweeps its own)."""
+    return f'{run_key_prefix(run)}{page_number:06d}.{attempt}'
 
 
 def encode_page(payload: bytes) -> str:

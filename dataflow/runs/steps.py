@@ -13,10 +13,21 @@ it in the ledger as ready. ingest claims ready pages one at a time (SELECT ... F
 SKIP LOCKED) and loads each in the same transaction that marks it loaded, so a page is
 loaded exactly once. publish makes the loaded pages the dataset once every page is loaded;
 cleanup removes what the run left behind and fails a run that did not publish.
+
+What infrastructure faults do to a run (docs/reliability.md has the bounds):
+- a fetch try given up for lost (its worker gone or cut off) is superseded by the next try,
+  which carries on after the last page recorded; the stale one writes nothing more;
+- a page claimed by a task that died is claimed again once the database ends the dead
+  session (dataflow.load.connection); ingest tasks wait for such pages before finishing;
+- an ingest task that loses the database reconnects for DATASETS_DB_RETRY_SECONDS; the page
+  it was loading rolled back and is claimed again;
+- publish is idempotent: a retry after a swap that committed (its answer lost) succeeds
+  without swapping again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -28,14 +39,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg2
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
 from dataflow import settings
 from dataflow.definitions.datasets import DatasetPipelineSpec
-from dataflow.errors import Fatal, FetchFailed, RunNotSwapped
+from dataflow.errors import Fatal, FetchFailed, FetchSuperseded, RunNotSwapped
 from dataflow.load import catalog
-from dataflow.load.connection import Connect
+from dataflow.load.connection import Connect, connection_lost
 from dataflow.load.copy import RecordRenderer
 from dataflow.load.strategies import LoadStrategy
 from dataflow.runs import ledger, pagestore
@@ -140,9 +152,9 @@ class _PageStorer(threading.Thread):
 
     QUEUE_PAGES = 4  # rendered pages waiting to be stored, at most: bounds memory
 
-    def __init__(self, conn: Connection, store: PageStore, run_key: str) -> None:
+    def __init__(self, conn: Connection, store: PageStore, run_key: str, owner: str) -> None:
         super().__init__(name='page-storer', daemon=True)
-        self.conn, self.store, self.run_key = conn, store, run_key
+        self.conn, self.store, self.run_key, self.owner = conn, store, run_key, owner
         self.queue: queue.Queue[_Fetched | None] = queue.Queue(maxsize=self.QUEUE_PAGES)
         self.error: BaseException | None = None
         self.seconds = 0.0
@@ -183,11 +195,13 @@ class _PageStorer(threading.Thread):
             started = time.perf_counter()
             try:
                 # The page first, the ledger second: a page in the ledger always has its
-                # stored value; a value a crash leaves out of the ledger is swept by
-                # cleanup, by its run's key prefix.
+                # stored value; a value a crash (or a superseded fetch) leaves out of the
+                # ledger is swept by cleanup, by its run's key prefix.
+                ledger.check_owner(self.conn, self.run_key, self.owner)
                 self.store.set(item.key, item.value)
-                ledger.add_ready_page(self.conn, self.run_key, item.number, item.page.url, item.page.next_url,
-                                      item.key, len(item.page.results), item.new_keys, item.missing_fields)
+                ledger.add_ready_page(self.conn, self.run_key, self.owner, item.number, item.page.url,
+                                      item.page.next_url, item.key, len(item.page.results), item.new_keys,
+                                      item.missing_fields)
             except BaseException as exc:  # noqa: BLE001 - handed to the fetch thread
                 self.error = exc
             self.seconds += time.perf_counter() - started
@@ -198,9 +212,12 @@ def fetch(spec: DatasetPipelineSpec, run: RunContext, ports: Ports) -> Summary:
     it in the ledger. A retry carries on after the last page stored."""
     renderer = RecordRenderer(spec.columns)
     source_url = ports.source.url_for(spec.source_path)
+    owner = f'{run.task_label} try {run.try_number}'
     conn = ports.connect()
     try:
         _start(conn, spec, run, ports)
+        # Taken over before reading where to resume: a stale try can add no page after it.
+        ledger.start_fetching(conn, run.run_key, source_url, owner, run.try_number)
         resume = ledger.resume_point(conn, run.run_key, source_url)
         if resume.pages:
             log.info('%s: resuming after %d pages (%d rows) already stored', spec.name, resume.pages, resume.rows)
@@ -208,11 +225,10 @@ def fetch(spec: DatasetPipelineSpec, run: RunContext, ports: Ports) -> Summary:
         drift = DriftCheck(spec, ledger.last_source_keys(conn, spec.table_name) or frozenset(),
                            set(recorded.source_keys if recorded else ()),
                            set(recorded.missing_fields if recorded else ()))
-        ledger.start_fetching(conn, run.run_key, source_url)
         page_number, pages, rows = resume.page_number, resume.pages, resume.rows
         started, body_bytes, stored_bytes = time.perf_counter(), 0, 0
         render_seconds = 0.0
-        storer = _PageStorer(ports.connect(), ports.pages, run.run_key)
+        storer = _PageStorer(ports.connect(), ports.pages, run.run_key, owner)
         storer.start()
         try:
             for page in (ports.source.pages(resume.url) if resume.url else ()):
@@ -222,8 +238,8 @@ def fetch(spec: DatasetPipelineSpec, run: RunContext, ports: Ports) -> Summary:
                 new_keys = drift.check(page.url, page.results)
                 value = pagestore.encode_page(renderer.render(page.results, page.url))
                 render_seconds += time.perf_counter() - rendering
-                storer.put(_Fetched(page_number, page, pagestore.page_key(run.run_key, page_number), value,
-                                    sorted(new_keys), sorted(drift.missing)))
+                key = pagestore.page_key(run.run_key, page_number, run.try_number)
+                storer.put(_Fetched(page_number, page, key, value, sorted(new_keys), sorted(drift.missing)))
                 page_number, pages, rows = page_number + 1, pages + 1, rows + len(page.results)
                 body_bytes += page.body_bytes
                 stored_bytes += len(value)
@@ -233,15 +249,21 @@ def fetch(spec: DatasetPipelineSpec, run: RunContext, ports: Ports) -> Summary:
                          len(value) // 1024, rows, _rate(rows - resume.rows, elapsed))
             storer.finish()
         except Exception as exc:
+            if storer.error is None and not isinstance(exc, Fatal):
+                # The source failed: store the pages fetched already, so the retry goes on after them.
+                with contextlib.suppress(Exception):
+                    storer.finish()
             storer.error = storer.error or exc  # stop storing; what is stored stays, for a retry
             storer.finish_quietly()
+            if isinstance(exc, FetchSuperseded) or isinstance(storer.error, FetchSuperseded):
+                raise storer.error if isinstance(storer.error, FetchSuperseded) else exc from None
             final = run.last_try or isinstance(exc, Fatal)
             state = ledger.FETCH_FAILED if final else ledger.FETCH_RETRYING
-            ledger.set_fetch_state(conn, run.run_key, state, error=f'{type(exc).__name__}: {exc}'[:2000])
+            ledger.set_fetch_state(conn, run.run_key, owner, state, error=f'{type(exc).__name__}: {exc}'[:2000])
             raise
         finally:
             storer.conn.close()
-        ledger.set_fetch_state(conn, run.run_key, ledger.FETCH_DONE, pages=pages, rows=rows)
+        ledger.set_fetch_state(conn, run.run_key, owner, ledger.FETCH_DONE, pages=pages, rows=rows)
     finally:
         conn.close()
     seconds = time.perf_counter() - started
@@ -253,31 +275,76 @@ def fetch(spec: DatasetPipelineSpec, run: RunContext, ports: Ports) -> Summary:
             'source_bytes': body_bytes, 'stored_bytes': stored_bytes, 'peak_rss_mb': _peak_rss_mb()}
 
 
+def _load_one(conn: Connection, spec: DatasetPipelineSpec, run: RunContext, ports: Ports,
+              renderer: RecordRenderer) -> tuple[ledger.ClaimedPage | None, float, float]:
+    """Claim a ready page and load it, in one committed transaction: (the page or None,
+    seconds reading it, seconds copying it)."""
+    with conn.cursor() as cursor:
+        claimed = ledger.claim_page(cursor, run.run_key)
+        if claimed is None:
+            conn.commit()
+            return None, 0.0, 0.0
+        reading = time.perf_counter()
+        payload = pagestore.decode_page(ports.pages.get(claimed.variable_key), claimed.variable_key)
+        copying = time.perf_counter()
+        ports.strategy.load(cursor, spec, run.run_key, renderer, payload, claimed.url)
+        ledger.mark_loaded(cursor, run.run_key, claimed.page_number, run.task_label)
+    conn.commit()
+    return claimed, copying - reading, time.perf_counter() - copying
+
+
+def _close_quietly(conn: Connection | None) -> None:
+    if conn is not None:
+        with contextlib.suppress(psycopg2.Error):
+            conn.close()
+
+
 def ingest(spec: DatasetPipelineSpec, run: RunContext, ports: Ports, clock: Callable[[], float] = time.monotonic,
            sleep: Callable[[float], None] = time.sleep) -> Summary:
-    """Claim ready pages one at a time and load them, until fetch has finished and nothing
-    is left to claim. Raises Idle when there has been nothing to load for a while."""
+    """Claim ready pages one at a time and load them, until fetch has finished and every
+    page it recorded is loaded (by this task or another). Raises Idle when there has been
+    nothing to load for a while. Reconnects when the database goes away, for up to
+    DATASETS_DB_RETRY_SECONDS: the page being loaded then rolled back, and is claimed again."""
     config = settings.current()
     renderer = RecordRenderer(spec.columns)
-    conn = ports.connect()
+    conn: Connection | None = None
     pages = rows = 0
     started = idle_since = clock()
+    lost_since: float | None = None
     wait = 0.1
     read_seconds = copy_seconds = 0.0
     try:
         while True:
-            with conn.cursor() as cursor:
-                claimed = ledger.claim_page(cursor, run.run_key)
-                if claimed is not None:
-                    reading = time.perf_counter()
-                    payload = pagestore.decode_page(ports.pages.get(claimed.variable_key), claimed.variable_key)
-                    copying = time.perf_counter()
-                    read_seconds += copying - reading
-                    ports.strategy.load(cursor, spec, run.run_key, renderer, payload, claimed.url)
-                    ledger.mark_loaded(cursor, run.run_key, claimed.page_number, run.task_label)
-            conn.commit()
+            unloaded = None
+            try:
+                if conn is None:
+                    conn = ports.connect()
+                    if lost_since is not None:
+                        log.info('%s: connected to the datasets database again after %.0f s', spec.name,
+                                 clock() - lost_since)
+                        lost_since = None
+                claimed, reading, copying = _load_one(conn, spec, run, ports, renderer)
+                if claimed is None:
+                    state = ledger.get_run(conn, run.run_key)
+                    if state is not None and state.fetch_state == ledger.FETCH_DONE:
+                        unloaded = ledger.unloaded_pages(conn, run.run_key)
+            except psycopg2.Error as exc:
+                if not connection_lost(exc):
+                    raise
+                _close_quietly(conn)
+                conn = None
+                if lost_since is None:
+                    lost_since = clock()
+                    log.warning('%s: lost the datasets database (%s); reconnecting for up to %.0f s', spec.name,
+                                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                                config.datasets_db_retry_seconds)
+                if clock() - lost_since >= config.datasets_db_retry_seconds:
+                    raise
+                sleep(1.0)
+                continue
             if claimed is not None:
-                copy_seconds += time.perf_counter() - copying
+                read_seconds += reading
+                copy_seconds += copying
                 # The page is loaded for good; its stored value is no longer needed.
                 # (Cleanup deletes any that a crash leaves here.)
                 ports.pages.delete(claimed.variable_key)
@@ -286,28 +353,31 @@ def ingest(spec: DatasetPipelineSpec, run: RunContext, ports: Ports, clock: Call
                          claimed.page_number, claimed.rows, rows, _rate(rows, clock() - started))
                 idle_since, wait = clock(), 0.1
                 continue
-            state = ledger.get_run(conn, run.run_key)
             if state is None:
                 raise FetchFailed(f'{spec.name}: the run {run.run_key} is not in the ledger')
-            if state.fetch_state == ledger.FETCH_DONE:
+            if unloaded == 0:
                 break
             if state.fetch_state == ledger.FETCH_FAILED:
                 raise FetchFailed(f'{spec.name}: stopping, fetch failed: {state.fetch_error}')
             idle = clock() - idle_since
-            if idle >= config.fetch_stall_seconds:
+            if unloaded is None and idle >= config.fetch_stall_seconds:
                 raise FetchFailed(f'{spec.name}: fetch has stored no page for {idle:.0f} s')
+            # Fetch is done and other transactions hold the pages left (another task is
+            # loading them, or a task that died holds them until the server ends its
+            # session): wait, so that the run is never published without them.
             fetch_waiting = state.fetch_state in (ledger.FETCH_WAITING, ledger.FETCH_RETRYING)
             if fetch_waiting and idle >= YIELD_TO_FETCH_SECONDS:
                 log.info('%s: fetch is %s; handing the worker slot back so that it can run',
                          spec.name, state.fetch_state)
                 raise Idle()
             if idle >= config.ingest_idle_reschedule_seconds:
-                log.info('%s: nothing to load for %.0f s; handing the worker slot back', spec.name, idle)
+                log.info('%s: nothing to load for %.0f s%s; handing the worker slot back', spec.name, idle,
+                         f' ({unloaded} pages held by other tasks)' if unloaded else '')
                 raise Idle()
             sleep(wait)
             wait = min(wait * 2, config.ingest_poll_max_seconds)
     finally:
-        conn.close()
+        _close_quietly(conn)
     seconds = clock() - started
     log.info('%s: this task loaded %d pages, %d rows in %.1f s (%s)', spec.name, pages, rows, seconds,
              _rate(rows, seconds))
@@ -322,6 +392,8 @@ def publish(spec: DatasetPipelineSpec, run: RunContext, ports: Ports) -> Summary
     conn = ports.connect()
     try:
         state = ledger.get_run(conn, run.run_key)
+        if state is not None and state.swapped:
+            return _published_already(spec, run, conn)
         if state is None or state.fetch_state != ledger.FETCH_DONE:
             raise RunNotSwapped(f'{spec.name}: fetch has not finished (state {state and state.fetch_state})')
         counts = ledger.page_counts(conn, run.run_key)
@@ -349,6 +421,20 @@ def publish(spec: DatasetPipelineSpec, run: RunContext, ports: Ports) -> Summary
             'lock_ms': round(result.lock_seconds * 1000, 1), 'views_repointed': list(result.views_repointed),
             'warnings': list(result.warnings + report.warnings), 'unmapped_fields': list(report.unmapped_fields),
             'new_fields': list(report.new_fields), 'missing_fields': list(report.missing_fields)}
+
+
+def _published_already(spec: DatasetPipelineSpec, run: RunContext, conn: Connection) -> Summary:
+    """A retry of publish after its swap committed (the try that swapped died, or lost the
+    database, before it could say so): the run is published; say what that swap did."""
+    load = ledger.recorded_load(conn, run.run_key)
+    if load is None:
+        raise RunNotSwapped(f'{spec.name}: the run {run.run_key} is marked swapped but has no load history')
+    log.info('%s: an earlier try swapped %s in already (%s -> %d rows); nothing to do', spec.name, spec.table_name,
+             'no table' if load.rows_before is None else load.rows_before, load.rows_after)
+    return {'table': spec.table_name, 'rows_before': load.rows_before, 'rows_after': load.rows_after,
+            'lock_ms': load.lock_ms, 'views_repointed': [], 'warnings': list(load.warnings),
+            'unmapped_fields': list(load.unmapped_fields), 'new_fields': list(load.new_fields),
+            'missing_fields': list(load.missing_fields), 'swapped_by_an_earlier_try': True}
 
 
 def _drift_report(spec: DatasetPipelineSpec, state: ledger.Run, last_keys: frozenset[str] | None) -> ledger.LoadReport:

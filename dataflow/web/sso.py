@@ -7,8 +7,17 @@ and the user from `GET /api/v1/user/me/`. Any OpenID Connect provider can be use
 - only emails whose domain (the part after the last '@', compared case-insensitively and
   exactly) is in AUTHBROKER_ALLOWED_DOMAINS get in; anyone else sees a "not allowed" page
   and no user is created;
+- in OpenID Connect mode, the provider must also vouch for the address: an ID token
+  whose `email_verified` claim is not true (JSON true, or the string 'true' in any case)
+  is refused the same way. Staff SSO's profile has no such claim: its addresses are the
+  organisation's own;
 - a new user gets SSO_DEFAULT_ROLE (Viewer unless set); emails in SSO_ADMIN_EMAILS get
   Admin as well. Roles are worked out again at every login.
+
+A refused person's email address is shown to them on the refused page and never logged,
+nor put in an exception's message: FAB logs the message of whatever `get_oauth_user_info`
+raises at ERROR. Only the email's domain is logged, which says which organisation tried
+without saying who.
 """
 
 from __future__ import annotations
@@ -27,7 +36,10 @@ log = logging.getLogger(__name__)
 AUTHBROKER = 'authbroker'
 OIDC = 'oidc'
 ADMIN_ROLE_KEY = 'dataflow-admin'
-_REFUSED = 'dataflow_sso_refused_email'
+_REFUSED = 'dataflow_sso_refused'  # flask.g: (email, reason) of a refused login
+# Why a login was refused: the LoginRefused message, and what the refused page tells them.
+NOT_ALLOWED = 'email domain not allowed'
+NOT_VERIFIED = 'email address not verified by the provider'
 
 
 def _csv(value: str) -> list[str]:
@@ -98,11 +110,28 @@ def oauth_providers() -> list[dict[str, Any]]:
 
 
 class LoginRefused(Exception):
-    """The provider vouched for the user, but their email domain is not allowed."""
+    """The provider vouched for the user, but data-flow does not let them in. The message
+    is the reason only (NOT_ALLOWED, NOT_VERIFIED): FAB logs it, so it never holds the email."""
+
+
+def email_verified(claims: dict[str, Any]) -> bool:
+    """Whether OpenID Connect claims say the provider verified the email: JSON true, or the
+    string 'true' in any case (some providers send strings). Missing or anything else: no."""
+    verified = claims.get('email_verified')
+    return verified is True or (isinstance(verified, str) and verified.lower() == 'true')
+
+
+def _refuse(email: str, reason: str) -> LoginRefused:
+    """The exception refusing `email`'s login for `reason`. The email goes to flask.g only,
+    for the refused page; the log gets the domain alone."""
+    log.warning('SSO login refused (%s): email domain %r', reason, email_domain(email))
+    g.setdefault(_REFUSED, (email or '(no email)', reason))
+    return LoginRefused(reason)
 
 
 def user_info(provider: str, remote: Any, token_response: dict[str, Any]) -> dict[str, Any]:
     """FAB's user info (username, email, names, role keys) from the provider."""
+    verified = True
     if provider == AUTHBROKER:
         response = remote.get('api/v1/user/me/')
         response.raise_for_status()
@@ -111,13 +140,15 @@ def user_info(provider: str, remote: Any, token_response: dict[str, Any]) -> dic
     elif provider == OIDC:
         claims = token_response.get('userinfo') or remote.userinfo()
         email, first_name, last_name = claims.get('email'), claims.get('given_name'), claims.get('family_name')
+        verified = email_verified(claims)
     else:
         raise LoginRefused(f'unknown provider {provider!r}')
     if not email or not is_allowed(email):
-        # Not logged with the email: the refused person's address is in the page they see.
-        log.warning('SSO login refused: email domain %r is not allowed', email_domain(email or ''))
-        g.setdefault(_REFUSED, email or '(no email)')
-        raise LoginRefused(email)
+        raise _refuse(email or '', NOT_ALLOWED)
+    if not verified:
+        # Anyone can type an allowed address into a provider that lets people sign up:
+        # the domain says nothing until the provider has checked the address is theirs.
+        raise _refuse(email, NOT_VERIFIED)
     email = email.strip()
     return {
         'username': email.lower(),
@@ -128,11 +159,19 @@ def user_info(provider: str, remote: Any, token_response: dict[str, Any]) -> dic
     }
 
 
-def refused_page(email: str) -> Response:
+_EXPLANATIONS = {
+    NOT_ALLOWED: 'Only staff whose email belongs to an allowed organisation can sign in.',
+    NOT_VERIFIED: 'Your sign-in provider has not verified that this address is yours: verify it there, '
+                  'then sign in again.',
+}
+
+
+def refused_page(email: str, reason: str) -> Response:
+    """The 403 page the refused person sees: their email and why it was refused."""
     body = f"""<!doctype html><html><head><title>Not allowed - data-flow</title></head><body>
 <h1>Not allowed</h1>
-<p id="not-allowed">{html.escape(email)} is not allowed to use data-flow. Only staff whose email belongs
-to an allowed organisation can sign in.</p>
+<p id="not-allowed">{html.escape(email)} is not allowed to use data-flow: <span id="reason">{html.escape(reason)}</span>.
+{html.escape(_EXPLANATIONS.get(reason, ''))}</p>
 <p>If you think you should have access, ask the data-flow administrators.</p>
 </body></html>"""
     response = make_response(body, 403)
@@ -157,7 +196,7 @@ def _security_manager_class() -> type:
                 return response
             get_flashed_messages()  # FAB's generic "invalid login": the page below says why
             session.clear()         # drop the refused person's provider token
-            return refused_page(refused)
+            return refused_page(*refused)
 
     read_plugins = (permissions.ACTION_CAN_READ, permissions.RESOURCE_PLUGIN)
 

@@ -107,7 +107,6 @@ def cloud_foundry(pg_admin_dsn, tmp_path_factory):
             AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_urlsafe(32), AIRFLOW__API__SECRET_KEY=secrets.token_urlsafe(32),
             AUTHBROKER_URL='https://sso.example', AUTHBROKER_CLIENT_ID='data-flow',
             AUTHBROKER_CLIENT_SECRET=secrets.token_urlsafe(16), AUTHBROKER_ALLOWED_DOMAINS='trade.gov.uk',
-            AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT='30',
         )
         apps = [App('master', 'Procfile-master', master_env, str(homes / 'master'))]
         try:

@@ -109,3 +109,16 @@ def test_in_local_mode_the_pages_let_in_whom_airflow_lets_in(stack):
     base = stack.airflow.base_url
     assert requests.get(f'{base}/api/v2/dags', timeout=30).status_code == 200
     assert requests.get(f'{base}/dataflow/api/datasets', timeout=30).status_code == 200
+
+
+def test_in_local_mode_every_response_carries_the_security_headers_too(stack):
+    # The plugin that adds them is loaded by every api-server data-flow starts; the policy
+    # itself, and that it breaks no page, are tested in SSO mode (tests/e2e/test_sso.py) and
+    # by every browser test here (tests/support/browser.py).
+    base = stack.airflow.base_url
+    for path in ('/', '/dags', '/api/v2/dags', '/dataflow/datasets', '/plugin/datasets'):
+        headers = requests.get(base + path, timeout=30).headers
+        assert (headers['X-Frame-Options'], headers['X-Content-Type-Options'], headers['Referrer-Policy']) == (
+            'SAMEORIGIN', 'nosniff', 'same-origin'), path
+        assert "frame-ancestors 'self'" in headers['Content-Security-Policy'], path
+        assert "script-src 'self';" in headers['Content-Security-Policy'], path

@@ -12,7 +12,7 @@ import pytest
 
 from devstack.datahub_records import omis_record
 from devstack.source_api import FORGED, MALFORMED_JSON, RENAME, SLOW, UNSIGNED
-from tests.support.e2e import DAG_ID, expected_omis, leftovers, target_rows
+from tests.support.e2e import DAG_ID, copy_blocked_on, expected_omis, leftovers, staging_table_of, target_rows
 from tests.support.omis import paged_last
 
 OLD, NEW = range(0, 250), range(1000, 1300)   # 3 pages, then 3 pages of other records
@@ -84,48 +84,6 @@ def test_a_record_missing_a_not_null_field_fails_naming_page_record_and_field(fr
 
 # -- killed mid-page -------------------------------------------------------------------------
 
-def staging_table_of(stack, run_id, timeout=60):
-    deadline = time.monotonic() + timeout
-    conn = stack.connect()
-    conn.autocommit = True
-    try:
-        while time.monotonic() < deadline:
-            with conn.cursor() as cursor:
-                cursor.execute("SELECT to_regclass('dataflow.runs') IS NOT NULL")
-                if cursor.fetchone()[0]:
-                    cursor.execute('SELECT staging_table FROM dataflow.runs WHERE run_key LIKE %s',
-                                   (f'{DAG_ID}/{run_id}#%',))
-                    row = cursor.fetchone()
-                    if row:
-                        cursor.execute('SELECT to_regclass(%s) IS NOT NULL', (f'public."{row[0]}"',))
-                        if cursor.fetchone()[0]:
-                            return row[0]
-            time.sleep(0.2)
-    finally:
-        conn.close()
-    pytest.fail('the run never created its staging table')
-
-
-def copy_blocked_on(stack, timeout=60):
-    """(backend pid, client address, client port) of an ingest task's COPY waiting for our lock."""
-    conn = stack.connect()
-    conn.autocommit = True  # pg_stat_activity is one snapshot per transaction: look afresh each time
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with conn.cursor() as cursor:
-            # This database only: the server may hold other suites' blocked COPYs.
-            cursor.execute("SELECT pid, host(client_addr), client_port FROM pg_stat_activity "
-                           "WHERE datname = current_database() AND wait_event_type = 'Lock' "
-                           "AND query LIKE 'COPY %%' AND pid <> pg_backend_pid()")
-            row = cursor.fetchone()
-        if row:
-            conn.close()
-            return row
-        time.sleep(0.2)
-    conn.close()
-    pytest.fail('no ingest task reached its COPY')
-
-
 def process_with_connection(stack, client_address, client_port):
     """The process holding the connection from (address, port) to the datasets database's
     server: both ends must match, as another process may use the same port number elsewhere."""
@@ -139,12 +97,14 @@ def process_with_connection(stack, client_address, client_port):
 
 
 @pytest.mark.parametrize('how', ['sigkill-the-task-process', 'pg-terminate-backend'])
-def test_an_ingest_task_dying_mid_page_is_retried_and_every_row_loads_once(fresh_target, how):
+def test_an_ingest_task_losing_its_page_mid_copy_recovers_and_every_row_loads_once(fresh_target, how):
+    """Killed, the task is retried; its session terminated, it reconnects (in the same try).
+    Either way the page it was copying rolled back and is loaded again, once."""
     stack = fresh_target
     load_old_table(stack)
     run_id = f'test-{how}-{int(time.time())}'
     stack.api.trigger(DAG_ID, run_id=run_id)
-    staging = staging_table_of(stack, run_id)
+    staging = staging_table_of(stack, DAG_ID, run_id)
     blocker = stack.connect()
     with blocker.cursor() as cursor:  # every COPY into the staging table now waits mid-page
         cursor.execute(f'LOCK TABLE public."{staging}" IN ACCESS EXCLUSIVE MODE')
@@ -164,7 +124,13 @@ def test_an_ingest_task_dying_mid_page_is_retried_and_every_row_loads_once(fresh
     run = stack.api.wait_run(DAG_ID, run_id, timeout=300)
     instances = stack.api.task_instances(DAG_ID, run_id)
     assert run['state'] == 'success', {ti['task_id']: ti['state'] for ti in instances}
-    assert any(ti['task_id'].startswith('ingest-') and ti['try_number'] > 1 for ti in instances), instances
+    ingest = [ti for ti in instances if ti['task_id'].startswith('ingest-')]
+    if how == 'sigkill-the-task-process':
+        assert any(ti['try_number'] > 1 for ti in ingest), ingest
+    else:
+        logs = [stack.api.task_log(DAG_ID, run_id, ti['task_id']) for ti in ingest]
+        assert any('lost the datasets database' in text and 'connected to the datasets database again' in text
+                   for text in logs), logs
     assert target_rows(stack) == new_rows(stack)  # every row, once (and the primary key forbids twice)
     assert leftovers(stack) == ([], [])
 

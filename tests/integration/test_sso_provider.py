@@ -36,7 +36,7 @@ def redirect_uri():
 @pytest.fixture(scope='module')
 def sso(tmp_path_factory, redirect_uri):
     with StaffSSOProvider(free_port(), CLIENT_ID, CLIENT_SECRET, [redirect_uri], [ALICE, BOB],
-                          tmp_path_factory.mktemp('sso')) as provider:
+                          tmp_path_factory.mktemp('sso'), unverified_emails=[BOB.email.upper()]) as provider:
         yield provider
 
 
@@ -238,7 +238,7 @@ def test_openid_connect(sso, redirect_uri):
     assert config['jwks_uri'] == sso.jwks_url
     assert {'openid', 'email', 'profile', 'read', 'write'} <= set(config['scopes_supported'])
     assert 'RS256' in config['id_token_signing_alg_values_supported']
-    assert {'sub', 'email', 'given_name', 'family_name', 'name'} <= set(config['claims_supported'])
+    assert {'sub', 'email', 'email_verified', 'given_name', 'family_name', 'name'} <= set(config['claims_supported'])
 
     jwks = browser().get(config['jwks_uri'])
     assert jwks.status_code == 200
@@ -263,6 +263,7 @@ def test_openid_connect(sso, redirect_uri):
     staff_sso_id = email_user_id('alice', 'Alice', 'Smith')
     assert claims['sub'] == staff_sso_id
     assert claims['email'] == ALICE.email
+    assert claims['email_verified'] is True
     assert claims['given_name'] == 'Alice'
     assert claims['family_name'] == 'Smith'
     assert claims['name'] == 'Alice Smith'
@@ -278,6 +279,7 @@ def test_openid_connect(sso, redirect_uri):
     assert userinfo.status_code == 200
     assert userinfo.json()['sub'] == staff_sso_id
     assert userinfo.json()['email'] == ALICE.email
+    assert userinfo.json()['email_verified'] is True
     assert me(sso, token['access_token']).json()['email_user_id'] == staff_sso_id
 
 
@@ -287,7 +289,17 @@ def test_openid_claims_follow_the_scopes(sso, redirect_uri):
     keys = JsonWebKey.import_key_set(browser().get(sso.jwks_url).json())
     claims = jwt.decode(id_token, keys)
     assert claims['sub'] == email_user_id('alice', 'Alice', 'Smith')
-    assert 'email' not in claims and 'given_name' not in claims
+    assert 'email' not in claims and 'email_verified' not in claims and 'given_name' not in claims
+
+
+def test_an_unverified_email_is_said_to_be_so(sso, redirect_uri):
+    # BOB is configured with --unverified-email (in another case: compared case-insensitively).
+    code = authorization_code(browser(), sso, BOB, redirect_uri, scope='openid email profile')
+    token = exchange(code, sso, redirect_uri).json()
+    claims = jwt.decode(token['id_token'], JsonWebKey.import_key_set(browser().get(sso.jwks_url).json()))
+    assert (claims['email'], claims['email_verified']) == (BOB.email, False)
+    userinfo = browser().get(sso.userinfo_url, headers={'Authorization': f'Bearer {token["access_token"]}'})
+    assert userinfo.json()['email_verified'] is False
 
 
 def test_log_keeps_no_secrets(sso, redirect_uri):

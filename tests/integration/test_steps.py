@@ -2,13 +2,16 @@
 with pages kept in memory instead of Airflow Variables. tests/e2e runs the same steps as
 tasks on a real Airflow scheduler and Celery worker."""
 
+import dataclasses
 import re
 import threading
+import time
 
+import psycopg2
 import psycopg2.errorcodes
 import pytest
 
-from dataflow.errors import FetchFailed, RecordError, RunNotSwapped, SourceError
+from dataflow.errors import FetchFailed, FetchSuperseded, RecordError, RunNotSwapped, SourceError, SwapError
 from dataflow.load import catalog
 from dataflow.runs import ledger, pagestore, steps
 from dataflow.runs.pagestore import MemoryPageStore
@@ -187,7 +190,8 @@ def idle_ingest(do, conn, fetch_state, waits):
     recording in `waits` how long it waited between its looks for a page."""
     run = run_context()
     do.create(run)
-    ledger.set_fetch_state(conn, run.run_key, fetch_state)
+    ledger.start_fetching(conn, run.run_key, do.source_url, 'a fetch', 1)
+    ledger.set_fetch_state(conn, run.run_key, 'a fetch', fetch_state)
     clock, sleep, recorded = fake_time()
     try:
         do.ingest(run, MemoryPageStore(), clock=clock, sleep=sleep)
@@ -287,9 +291,9 @@ def test_cleanup_sweeps_a_variable_a_crash_left_out_of_the_ledger(do, source, da
     store, run = MemoryPageStore(), run_context()
     do.create(run)
     do.fetch(run, store)
-    orphan = pagestore.page_key(run.run_key, 99)  # written, then the worker died before the ledger
+    orphan = pagestore.page_key(run.run_key, 99, 1)  # written, then the worker died before the ledger
     store.set(orphan, 'zstd:')
-    unrelated = pagestore.page_key('OtherPipeline/run#0', 0)
+    unrelated = pagestore.page_key('OtherPipeline/run#0', 0, 1)
     store.set(unrelated, 'zstd:')
     with pytest.raises(RunNotSwapped):
         do.cleanup(run, store)
@@ -303,3 +307,175 @@ def test_swap_refuses_when_a_page_is_not_loaded(do, source, datasets_conn):
     do.fetch(run, store)
     with pytest.raises(RunNotSwapped, match=r'0 of 3 pages loaded'):
         do.publish(run)
+
+
+
+class SourceWith:
+    """A source whose pages come through `pages` (a test's hook around the real ones)."""
+
+    def __init__(self, source, pages):
+        self.source, self.pages = source, pages
+
+    def url_for(self, path):
+        return self.source.url_for(path)
+
+
+def test_a_fetch_given_up_for_lost_writes_nothing_once_a_later_try_took_over(do, source, datasets_conn):
+    """Try 1's worker was cut off; Airflow started try 2, which took the run over. Try 1
+    wakes up with a page in hand: it must not record it, nor mark fetch's state."""
+    source.omis.put(*(omis_record(i) for i in range(250)))
+    store, stale, current = MemoryPageStore(), run_context(label='cut-off'), run_context(try_number=2)
+    do.create(stale)
+    ports = do.ports(store)
+    real_pages = ports.source.pages
+
+    def taken_over_after_the_first_page(url):
+        for number, page in enumerate(real_pages(url)):
+            if number == 1:  # try 2 takes over while try 1 holds page 1, once page 0 is recorded
+                deadline = time.monotonic() + 30
+                while ledger.page_counts(datasets_conn, stale.run_key) != {ledger.READY: 1}:
+                    assert time.monotonic() < deadline, 'page 0 was never recorded'
+                    time.sleep(0.05)
+                ledger.start_fetching(datasets_conn, stale.run_key, url, 'the retry', 2)
+            yield page
+
+    with pytest.raises(FetchSuperseded, match=r'now held by the retry \(try 2\)'):
+        steps.fetch(do.spec, stale, dataclasses.replace(ports, source=SourceWith(ports.source,
+                                                                                 taken_over_after_the_first_page)))
+    assert ledger.page_counts(datasets_conn, stale.run_key) == {ledger.READY: 1}
+    assert ledger.get_run(datasets_conn, stale.run_key).fetch_state == ledger.FETCH_RUNNING  # not failed by try 1
+    with pytest.raises(FetchSuperseded):  # an earlier try never takes the run back
+        do.fetch(stale, store)
+
+    assert do.fetch(current, store)['pages'] == 3  # carries on after page 0
+    do.ingest(current, store)
+    do.publish(current)
+    do.cleanup(current, store)
+    assert loaded_rows(datasets_conn) == source_rows(source)
+    assert store.values == {}
+
+
+def test_ingest_waits_for_a_page_another_transaction_holds(do, source, datasets_conn, datasets_dsn, monkeypatch):
+    """Fetch is done, but a task that died still holds page 0 (until the server ends its
+    session): ingest must not finish, or the run could never be published."""
+    use_settings(monkeypatch, ingest_idle_reschedule_seconds=30.0)
+    source.omis.put(*(omis_record(i) for i in range(250)))
+    store, run = MemoryPageStore(), run_context()
+    do.create(run)
+    do.fetch(run, store)
+    holder = psycopg2.connect(datasets_dsn)
+    try:
+        with holder.cursor() as cursor:
+            assert ledger.claim_page(cursor, run.run_key).page_number == 0
+        clock, sleep, waits = fake_time()
+        with pytest.raises(steps.Idle):
+            do.ingest(run, store, clock=clock, sleep=sleep)
+        assert sum(waits) >= 30
+        assert ledger.page_counts(datasets_conn, run.run_key) == {ledger.READY: 1, ledger.LOADED: 2}
+    finally:
+        holder.close()  # the dead task's session ends: its claim is gone
+    assert do.ingest(run, store)['pages'] == 1
+    do.publish(run)
+    do.cleanup(run, store)
+    assert loaded_rows(datasets_conn) == source_rows(source)
+
+
+class KillsItsSession:
+    """A page store that, on its `kill_at`th read, has the server terminate the session of
+    the ingest connection reading it (a database restart, as that session sees it)."""
+
+    def __init__(self, store, admin_dsn, kill_at):
+        self.store, self.admin_dsn, self.kill_at, self.reads = store, admin_dsn, kill_at, 0
+        self.connections = []
+
+    def get(self, key):
+        self.reads += 1
+        if self.reads == self.kill_at:
+            admin = psycopg2.connect(self.admin_dsn)
+            admin.autocommit = True
+            with admin.cursor() as cursor:
+                cursor.execute('SELECT pg_terminate_backend(%s)', (self.connections[-1].get_backend_pid(),))
+            admin.close()
+        return self.store.get(key)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+def test_ingest_reconnects_when_its_session_is_killed_and_loads_each_row_once(do, source, datasets_conn,
+                                                                               datasets_dsn, caplog):
+    source.omis.put(*(omis_record(i) for i in range(250)))
+    store, run = MemoryPageStore(), run_context()
+    do.create(run)
+    do.fetch(run, store)
+    killing = KillsItsSession(store, datasets_dsn, kill_at=2)
+    ports = do.ports(killing)
+    connect = ports.connect
+
+    def recorded_connect():
+        killing.connections.append(connect())
+        return killing.connections[-1]
+
+    with caplog.at_level('INFO', logger='dataflow.runs.steps'):
+        summary = steps.ingest(do.spec, run, dataclasses.replace(ports, connect=recorded_connect))
+    assert summary['pages'] == 3 and summary['rows'] == 250
+    assert len(killing.connections) == 2 and killing.reads == 4  # page 1 was read again after the kill
+    assert 'lost the datasets database' in caplog.text and 'connected to the datasets database again' in caplog.text
+    do.publish(run)
+    do.cleanup(run, store)
+    assert loaded_rows(datasets_conn) == source_rows(source)
+
+
+def test_ingest_gives_up_reconnecting_after_the_configured_time(do, source, datasets_conn, monkeypatch):
+    use_settings(monkeypatch, datasets_db_retry_seconds=20.0)
+    source.omis.put(*(omis_record(i) for i in range(150)))
+    store, run = MemoryPageStore(), run_context()
+    do.create(run)
+    do.fetch(run, store)
+
+    def unreachable():
+        return psycopg2.connect('postgresql://postgres@127.0.0.1:9/postgres', connect_timeout=2)
+
+    clock, sleep, waits = fake_time()
+    with pytest.raises(psycopg2.OperationalError):
+        steps.ingest(do.spec, run, dataclasses.replace(do.ports(store), connect=unreachable), clock=clock,
+                     sleep=sleep)
+    assert waits == [1.0] * 20
+    assert ledger.page_counts(datasets_conn, run.run_key) == {ledger.READY: 2}
+
+
+def test_a_swap_that_lost_its_connection_is_retried_and_a_retry_after_it_committed_does_nothing(
+        do, source, datasets_conn, datasets_dsn, monkeypatch):
+    source.omis.put(*(omis_record(i) for i in range(250)))
+    store, run = MemoryPageStore(), run_context()
+    do.create(run)
+    do.fetch(run, store)
+    do.ingest(run, store)
+    record_load = ledger.record_load
+
+    def session_killed_before_commit(cursor, *args, **kwargs):
+        record_load(cursor, *args, **kwargs)
+        admin = psycopg2.connect(datasets_dsn)
+        admin.autocommit = True
+        with admin.cursor() as admin_cursor:
+            admin_cursor.execute('SELECT pg_terminate_backend(%s)', (cursor.connection.get_backend_pid(),))
+        admin.close()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ledger, 'record_load', session_killed_before_commit)
+        with pytest.raises(SwapError, match='lost the database connection'):
+            do.publish(run)
+    assert not catalog.table_exists(datasets_conn, 'omis_dataset')
+    assert not ledger.get_run(datasets_conn, run.run_key).swapped
+
+    first = do.publish(run)
+    assert first['rows_after'] == 250 and 'swapped_by_an_earlier_try' not in first
+    again = do.publish(run)  # the try that swapped died before saying so: its retry
+    assert again['swapped_by_an_earlier_try'] is True
+    assert {k: again[k] for k in ('table', 'rows_before', 'rows_after')} == {
+        k: first[k] for k in ('table', 'rows_before', 'rows_after')}
+    do.cleanup(run, store)
+    assert loaded_rows(datasets_conn) == source_rows(source)
+    with datasets_conn.cursor() as cursor:
+        cursor.execute('SELECT count(*) FROM dataflow.load_history WHERE run_key = %s', (run.run_key,))
+        assert cursor.fetchone()[0] == 1

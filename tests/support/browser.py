@@ -1,7 +1,10 @@
 """Debian's Chromium, driven by Playwright (never a downloaded browser), and where the
-browser tests save their screenshots."""
+browser tests save their screenshots. A page from `new_page` fails its test when the
+browser meets a violation of a page's Content-Security-Policy (dataflow.web.headers), so
+every browser test also proves the policy breaks nothing it went through."""
 
 import contextlib
+import re
 import shutil
 from pathlib import Path
 
@@ -28,13 +31,30 @@ def chromium():
             browser.close()
 
 
+# How Chromium reports a blocked script, style, worker, font, frame... on the console (of
+# the page or of a frame in it): "... violates the following Content Security Policy directive".
+CSP_VIOLATION = re.compile(r'Content[- ]Security[- ]Policy', re.IGNORECASE)
+
+
 @contextlib.contextmanager
 def new_page(browser):
+    """A page in a browser context of its own. When the test's block ends without an error,
+    any Content-Security-Policy violation the browser reported fails the test, naming it."""
     context = browser.new_context(viewport={'width': 1440, 'height': 900})
+    violations = []
+
+    def on_console(message):
+        if message.type == 'error' and CSP_VIOLATION.search(message.text):
+            violations.append(f'{page.url}: {message.text[:500]}')
+
     try:
-        yield context.new_page()
+        page = context.new_page()
+        page.on('console', on_console)
+        yield page
     finally:
         context.close()
+    if violations:
+        raise AssertionError('the browser met Content-Security-Policy violations:\n' + '\n'.join(violations))
 
 
 def screenshot(page, name) -> Path:

@@ -2,6 +2,9 @@
 the source should make it, and what a finished run must not leave behind."""
 
 import os
+import time
+
+import pytest
 
 from dataflow.definitions.datasets import dataset_pipeline_spec
 from dataflow.pipelines.datasets import OMISDatasetPipeline
@@ -55,3 +58,46 @@ def files_containing(directory, *secrets_):
             read += 1
             found += [f'{path}: {secret[:4]}…' for secret in secrets_ if secret.encode() in content]
     return found, read
+
+
+def staging_table_of(stack, dag_id, run_id, timeout=60):
+    """The staging table of a DAG run, once the run has created it."""
+    deadline = time.monotonic() + timeout
+    conn = stack.connect()
+    conn.autocommit = True
+    try:
+        while time.monotonic() < deadline:
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT to_regclass('dataflow.runs') IS NOT NULL")
+                if cursor.fetchone()[0]:
+                    cursor.execute('SELECT staging_table FROM dataflow.runs WHERE run_key LIKE %s',
+                                   (f'{dag_id}/{run_id}#%',))
+                    row = cursor.fetchone()
+                    if row:
+                        cursor.execute('SELECT to_regclass(%s) IS NOT NULL', (f'public."{row[0]}"',))
+                        if cursor.fetchone()[0]:
+                            return row[0]
+            time.sleep(0.2)
+    finally:
+        conn.close()
+    pytest.fail(f'the run {run_id} never created its staging table')
+
+
+def copy_blocked_on(stack, timeout=60):
+    """(backend pid, client address, client port) of an ingest task's COPY waiting for a lock."""
+    conn = stack.connect()
+    conn.autocommit = True  # pg_stat_activity is one snapshot per transaction: look afresh each time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with conn.cursor() as cursor:
+            # This database only: the server may hold other suites' blocked COPYs.
+            cursor.execute("SELECT pid, host(client_addr), client_port FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND wait_event_type = 'Lock' "
+                           "AND query LIKE 'COPY %%' AND pid <> pg_backend_pid()")
+            row = cursor.fetchone()
+        if row:
+            conn.close()
+            return row
+        time.sleep(0.2)
+    conn.close()
+    pytest.fail('no ingest task reached its COPY')

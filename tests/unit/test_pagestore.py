@@ -18,9 +18,9 @@ def test_a_value_not_stored_by_dataflow_is_refused_by_key():
 
 
 def test_keys_are_unique_per_run_attempt_and_page():
-    keys = {pagestore.page_key(pagestore.run_key('Dag', run, clear), page)
-            for run in ('manual__1', 'manual__2') for clear in (0, 1) for page in (0, 1, 2)}
-    assert len(keys) == 12
+    keys = {pagestore.page_key(pagestore.run_key('Dag', run, clear), page, attempt)
+            for run in ('manual__1', 'manual__2') for clear in (0, 1) for page in (0, 1, 2) for attempt in (1, 2)}
+    assert len(keys) == 24
     assert all(k.startswith(pagestore.PAGE_KEY_PREFIX + ':') and len(k) < 250 for k in keys)
 
 

@@ -1,10 +1,13 @@
 """The SSO rules on their own; tests/e2e/test_sso.py proves them with a real provider,
 the real api-server and a real browser."""
 
+import logging
+
 import pytest
-from flask import Flask
+from flask import Flask, g
 
 from dataflow.errors import ConfigurationError
+from dataflow.settings import Settings
 from dataflow.web import sso
 from tests.support.settings import use_settings
 
@@ -69,19 +72,79 @@ def test_authbroker_user_info_and_admin_role(settings):
 
 def test_oidc_user_info_comes_from_the_id_token_claims(settings):
     with Flask(__name__).test_request_context():
-        claims = {'email': 'a@trade.gov.uk', 'given_name': 'A', 'family_name': 'B'}
+        claims = {'email': 'a@trade.gov.uk', 'given_name': 'A', 'family_name': 'B', 'email_verified': True}
         assert sso.user_info('oidc', None, {'userinfo': claims})['last_name'] == 'B'
 
 
-def test_a_refused_login_is_recorded_for_the_not_allowed_page(settings):
-    from flask import g
+@pytest.mark.parametrize('verified, allowed', [
+    (True, True), ('true', True), ('TRUE', True), ('True', True),
+    (False, False), ('false', False), (None, False), ('', False), ('yes', False), ('1', False), (1, False),
+    (' true', False), ('missing', False),
+])
+def test_oidc_needs_the_provider_to_have_verified_the_email(settings, verified, allowed):
+    claims = {'email': 'a@trade.gov.uk', 'given_name': 'A', 'family_name': 'B'}
+    if verified != 'missing':
+        claims['email_verified'] = verified
+    with Flask(__name__).test_request_context():
+        if allowed:
+            assert sso.user_info('oidc', None, {'userinfo': claims})['email'] == 'a@trade.gov.uk'
+        else:
+            with pytest.raises(sso.LoginRefused) as refused:
+                sso.user_info('oidc', None, {'userinfo': claims})
+            assert str(refused.value) == sso.NOT_VERIFIED
+            assert g.get(sso._REFUSED) == ('a@trade.gov.uk', sso.NOT_VERIFIED)
 
+
+def test_oidc_claims_fetched_from_userinfo_are_checked_too(settings):
+    class Remote:
+        def userinfo(self):
+            return {'email': 'a@trade.gov.uk'}  # no email_verified
+
+    with Flask(__name__).test_request_context(), pytest.raises(sso.LoginRefused, match=sso.NOT_VERIFIED):
+        sso.user_info('oidc', Remote(), {})
+
+
+def test_a_disallowed_domain_is_the_reason_given_even_when_unverified(settings):
+    with Flask(__name__).test_request_context(), pytest.raises(sso.LoginRefused, match=sso.NOT_ALLOWED):
+        sso.user_info('oidc', None, {'userinfo': {'email': 'a@evil.example', 'email_verified': False}})
+
+
+def test_staff_sso_has_no_verified_claim_and_needs_none(settings):
+    with Flask(__name__).test_request_context():
+        assert sso.user_info('authbroker', Remote({'email': 'a@trade.gov.uk'}), {})['email'] == 'a@trade.gov.uk'
+
+
+def test_a_refused_login_is_recorded_for_the_not_allowed_page(settings):
     with Flask(__name__).test_request_context():
         with pytest.raises(sso.LoginRefused):
             sso.user_info('authbroker', Remote({'email': 'someone@trade.gov.uk@evil.example'}), {})
-        assert g.get(sso._REFUSED) == 'someone@trade.gov.uk@evil.example'
-        page = sso.refused_page('<script>@evil.example')
+        assert g.get(sso._REFUSED) == ('someone@trade.gov.uk@evil.example', sso.NOT_ALLOWED)
+        page = sso.refused_page('<script>@evil.example', sso.NOT_ALLOWED)
         assert page.status_code == 403 and b'&lt;script&gt;@evil.example is not allowed' in page.data
+        assert b'email domain not allowed' in page.data and b'allowed organisation' in page.data
+        unverified = sso.refused_page('a@trade.gov.uk', sso.NOT_VERIFIED).get_data(as_text=True)
+        assert 'a@trade.gov.uk is not allowed to use data-flow: <span id="reason">email address not verified ' \
+               'by the provider</span>' in unverified and 'domain' not in unverified
+
+
+@pytest.mark.parametrize('provider, info', [
+    ('authbroker', {'email': 'mallory@evil.example'}),
+    ('authbroker', {'email': 'someone@trade.gov.uk@evil.example'}),
+    ('oidc', {'email': 'mallory@evil.example', 'email_verified': True}),
+    ('oidc', {'email': 'unproven@trade.gov.uk', 'email_verified': 'false'}),
+])
+def test_a_refusal_never_puts_the_email_in_an_exception_or_the_log(settings, caplog, provider, info):
+    # FAB logs the message of what get_oauth_user_info raises, at ERROR: it must not hold the email.
+    caplog.set_level(logging.DEBUG)
+    email = info['email']
+    remote = Remote(info) if provider == 'authbroker' else None
+    with Flask(__name__).test_request_context(), pytest.raises(sso.LoginRefused) as refused:
+        sso.user_info(provider, remote, {'userinfo': info})
+    assert str(refused.value) in (sso.NOT_ALLOWED, sso.NOT_VERIFIED)
+    assert email not in repr(refused.value.args) and email.split('@')[0] not in str(refused.value)
+    logged = '\n'.join(record.getMessage() for record in caplog.records)
+    assert sso.email_domain(email) in logged  # the domain only
+    assert email not in logged and email.split('@')[0] not in logged
 
 
 @pytest.mark.parametrize('changes, message', [
@@ -116,3 +179,19 @@ def test_every_signed_in_role_may_read_plugins_so_the_datasets_menu_shows():
         'Viewer', 'User', 'Op', 'Admin'}
     assert roles['Public'] == []
     assert all(perms.count(('can_read', 'Plugins')) == 1 for role, perms in roles.items() if role != 'Public')
+
+
+@pytest.mark.parametrize('value, hours', [(None, 8), ('', 8), ('2', 2), ('24', 24)])
+def test_sso_session_hours_default_to_eight(value, hours):
+    assert Settings.from_environ({} if value is None else {'SSO_SESSION_HOURS': value}).sso_session_hours == hours
+
+
+@pytest.mark.parametrize('value, message', [
+    ('0', 'SSO_SESSION_HOURS must be at least 1, got 0'),
+    ('-3', 'SSO_SESSION_HOURS must be at least 1, got -3'),
+    ('8h', "SSO_SESSION_HOURS must be a whole number, got '8h'"),
+    ('1.5', "SSO_SESSION_HOURS must be a whole number, got '1.5'"),
+])
+def test_sso_session_hours_must_be_a_positive_whole_number(value, message):
+    with pytest.raises(ConfigurationError, match=message):
+        Settings.from_environ({'SSO_SESSION_HOURS': value})

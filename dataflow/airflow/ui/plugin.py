@@ -1,5 +1,7 @@
 """The Airflow plugin: the Datasets pages (a FastAPI app at /dataflow) and "Datasets" and
-"Dataset views" entries in the UI's Browse menu, which show them inside Airflow's page.
+"Dataset views" entries in the UI's Browse menu, which show them inside Airflow's page;
+and the security headers of every api-server response (dataflow.web.headers, a root
+middleware: this plugin is loaded by every api-server data-flow starts).
 
 Every Airflow process loads plugins (a task's too), but only the api-server serves them:
 the app is built on its first request, so nothing else pays for importing it."""
@@ -11,6 +13,7 @@ from typing import Any
 from airflow.plugins_manager import AirflowPlugin
 
 from dataflow.airflow.ui import PREFIX
+from dataflow.web.headers import SecurityHeaders
 
 
 class _AppOnFirstRequest:
@@ -39,3 +42,4 @@ class DataflowPlugin(AirflowPlugin):
         {'name': 'Dataset views', 'href': f'{PREFIX}/views', 'destination': 'nav', 'category': 'browse',
          'url_route': 'dataset-views'},
     ]
+    fastapi_root_middlewares = [{'middleware': SecurityHeaders, 'name': 'data-flow security headers'}]

@@ -24,6 +24,7 @@ from dataflow.definitions.datasets import DatasetPipelineSpec
 from dataflow.errors import RunNotSwapped, SwapError
 from dataflow.load import catalog, quality
 from dataflow.load.catalog import DEFAULT_SCHEMA, DependentView, qualified
+from dataflow.load.connection import connection_lost
 from dataflow.load.copy import RecordRenderer, copy_payload
 from dataflow.load.ddl import create_table, derived_name, drop_table
 from dataflow.load.strategies import Published, Record
@@ -150,14 +151,30 @@ def swap(conn: Connection, staging: str, table: str, schema: str = DEFAULT_SCHEM
             time.sleep(min(5.0, 0.2 * 2 ** attempt))
             continue
         except SwapError:
-            conn.rollback()
+            _rollback_quietly(conn)
             raise
         except psycopg2.Error as exc:
-            conn.rollback()
+            _rollback_quietly(conn)
+            if connection_lost(exc):
+                # Lost at COMMIT, the swap may have happened: the ledger, committed with it,
+                # tells the next try (publish is idempotent).
+                raise SwapError(f'swap of {schema}.{table}: lost the database connection '
+                                f'({str(exc).strip() or type(exc).__name__}); the ledger says at the next try '
+                                'whether it committed', exc.pgcode) from None
             raise SwapError(f'swap of {schema}.{table} failed, target unchanged: {str(exc).strip()}',
                             exc.pgcode) from None
         return SwapResult(table, rows_before, rows_after, views, lock_seconds)
     raise SwapError(f'swap of {schema}.{table}: could not lock it in {attempts} attempts; target unchanged')
+
+
+def _rollback_quietly(conn: Connection) -> None:
+    """Roll back, unless the connection is gone (the server rolled it back then); the
+    error that brought us here is the one to report."""
+    try:
+        conn.rollback()
+    except psycopg2.Error as exc:
+        if not connection_lost(exc):
+            raise
 
 
 def _lock_problem(exc: Exception, lock_timeout_ms: int) -> str:

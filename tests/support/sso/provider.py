@@ -8,7 +8,8 @@ code, run from the repository root:
     python -m tests.support.sso.provider --port 8765 --state-dir /tmp/sso \\
         --client-id data-flow --client-secret s3cret \\
         --redirect-uri http://127.0.0.1:8080/auth/oauth-authorized/authbroker \\
-        --user 'alice:pa55word:alice.smith@example.gov.uk:Alice:Smith'
+        --user 'alice:pa55word:alice.smith@example.gov.uk:Alice:Smith' \\
+        --unverified-email someone@example.gov.uk
 
 What it serves on http://127.0.0.1:PORT (the same paths as Staff SSO):
 
@@ -17,6 +18,10 @@ What it serves on http://127.0.0.1:PORT (the same paths as Staff SSO):
     /o/authorize/  /o/token/  /o/revoke_token/  /o/introspect/       (DOT)
     /o/.well-known/openid-configuration  /o/.well-known/jwks.json  /o/userinfo/  (DOT, OIDC)
     /api/v1/user/me/                      the Staff SSO user profile, for a Bearer token
+
+The ID token and /o/userinfo/ carry `email_verified` (scope `email`): true, except for the
+emails given with --unverified-email, as a provider says of an address nobody has proved
+is theirs.
 
 State (SQLite database, OIDC signing key, Django secret key) lives in --state-dir and is
 reused on the next start; users and the OAuth application are brought in line with the
@@ -169,8 +174,9 @@ def _new_rsa_key_pem() -> str:
     ).decode()
 
 
-def configure(state_dir: Path, port: int) -> None:
-    """Configure and set up Django for a provider at http://127.0.0.1:`port`."""
+def configure(state_dir: Path, port: int, unverified_emails: frozenset[str] = frozenset()) -> None:
+    """Configure and set up Django for a provider at http://127.0.0.1:`port`, whose
+    `email_verified` claim is false for `unverified_emails` (lower case)."""
     import django
     from django.conf import settings
 
@@ -259,10 +265,10 @@ def configure(state_dir: Path, port: int) -> None:
         },
     )
     django.setup()
-    _install_validator()
+    _install_validator(unverified_emails)
 
 
-def _install_validator() -> None:
+def _install_validator(unverified_emails: frozenset[str]) -> None:
     from django.conf import settings
     from oauth2_provider.oauth2_validators import OAuth2Validator
     from oauth2_provider.settings import oauth2_settings
@@ -292,6 +298,8 @@ def _install_validator() -> None:
                 # Staff SSO's subject is the email_user_id.
                 'sub': staff_sso_email_user_id,
                 'email': lambda request: request.user.email,
+                # JSON true or false, as OpenID Connect says; DOT gives it with scope 'email'.
+                'email_verified': lambda request: request.user.email.lower() not in unverified_emails,
                 'email_user_id': staff_sso_email_user_id,
                 'user_id': lambda request: user_id(request.user.username),
                 'first_name': lambda request: request.user.first_name,
@@ -442,6 +450,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='a registered redirect URI; repeat for more')
     parser.add_argument('--user', action='append', default=[], dest='users', type=_user_arg,
                         help="'username:password:email:first:last'; repeat for more")
+    parser.add_argument('--unverified-email', action='append', default=[], dest='unverified_emails',
+                        help='an email whose email_verified claim is false; repeat for more')
     parser.add_argument('--app-name', default='data-flow',
                         help="the application's name (its key in permitted_applications)")
     return parser.parse_args(argv)
@@ -464,7 +474,7 @@ def main(argv=None) -> None:
 
     state_dir = Path(args.state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
-    configure(state_dir, args.port)
+    configure(state_dir, args.port, frozenset(email.lower() for email in args.unverified_emails))
 
     from django.core.management import call_command
 

@@ -4,7 +4,8 @@
                           redirect_uris=['http://127.0.0.1:8080/auth/oauth-authorized/authbroker'],
                           users=[SSOUser('alice', 'pa55word', 'alice.smith@example.gov.uk',
                                          'Alice', 'Smith')],
-                          state_dir=tmp_path / 'sso') as sso:
+                          state_dir=tmp_path / 'sso',
+                          unverified_emails=['bob@example.gov.uk']) as sso:
         sso.url            # http://127.0.0.1:PORT
         sso.authorize_url  # and token_url, me_url, discovery_url, login_url, logout_url
 """
@@ -57,7 +58,8 @@ class StaffSSOProvider:
 
     def __init__(self, port: int, client_id: str, client_secret: str, redirect_uris: Iterable[str],
                  users: Iterable[UserLike], state_dir, *, app_name: str = 'data-flow',
-                 startup_timeout: float = 30.0, stop_timeout: float = 10.0):
+                 unverified_emails: Iterable[str] = (), startup_timeout: float = 30.0,
+                 stop_timeout: float = 10.0):
         self.port = port
         self.client_id = client_id
         self.client_secret = client_secret
@@ -65,6 +67,8 @@ class StaffSSOProvider:
         self.users = [_user_arg(user) for user in users]
         self.state_dir = Path(state_dir)
         self.app_name = app_name
+        # Their ID tokens say email_verified: false (everyone else's: true).
+        self.unverified_emails = list(unverified_emails)
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.url = f'http://127.0.0.1:{port}'
@@ -105,6 +109,8 @@ class StaffSSOProvider:
             command += ['--redirect-uri', uri]
         for user in self.users:
             command += ['--user', user]
+        for email in self.unverified_emails:
+            command += ['--unverified-email', email]
         env = dict(os.environ, PYTHONUNBUFFERED='1')
         # The provider configures Django in code; a settings module inherited from the
         # caller's environment would be ignored at best.

@@ -105,3 +105,68 @@ def test_local_mode_needs_debug():
     env, _ = environment.build('master', {**BOUND, **SECRETS, 'SSO_PROVIDER': 'local', 'DEBUG': 'true'})
     assert env['AIRFLOW__CORE__AUTH_MANAGER'].endswith('SimpleAuthManager')
     assert 'AIRFLOW__FAB__CONFIG_FILE' not in env
+
+
+def test_every_process_gets_the_recovery_settings_unless_the_environment_sets_its_own():
+    master, _ = environment.build('master', {**BOUND, **SECRETS, 'AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT': '300'})
+    worker, _ = environment.build('worker', {**BOUND, 'DATAFLOW_MASTER_URL': 'http://master.apps.internal:8080'})
+    assert master['AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT'] == '60'
+    assert master['AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT'] == '300'
+    assert master['AIRFLOW__WORKERS__EXECUTION_API_RETRIES'] == '15'
+    # A worker's task supervisor heartbeats and calls the api-server by these.
+    assert {name: worker.get(name) for name in (
+        'AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT', 'AIRFLOW__WORKERS__EXECUTION_API_RETRIES',
+        'AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX', 'AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT')} == {
+        'AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT': '60', 'AIRFLOW__WORKERS__EXECUTION_API_RETRIES': '15',
+        'AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX': '10', 'AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT': '30'}
+    assert 'AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT' not in worker  # the scheduler's alone
+
+
+def test_sso_sign_ins_last_sso_session_hours_and_the_oauth_code_is_masked():
+    env, _ = environment.build('master', {**BOUND, **SECRETS})
+    # Eight hours by default: FAB's idle and absolute session limits, the API tokens' life.
+    assert env['AIRFLOW__FAB__SESSION_LIFETIME_MINUTES'] == '480'
+    assert env['AIRFLOW__FAB__SESSION_MAX_LIFETIME_MINUTES'] == '480'
+    assert env['AIRFLOW__API_AUTH__JWT_EXPIRATION_TIME'] == '28800'
+    assert env['AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES'] == 'code'
+    env, _ = environment.build('master', {**BOUND, **SECRETS, 'SSO_SESSION_HOURS': '2'})
+    assert (env['AIRFLOW__FAB__SESSION_LIFETIME_MINUTES'], env['AIRFLOW__FAB__SESSION_MAX_LIFETIME_MINUTES'],
+            env['AIRFLOW__API_AUTH__JWT_EXPIRATION_TIME']) == ('120', '120', '7200')
+
+
+def test_explicit_airflow_settings_win_and_sensitive_names_are_added_to():
+    env, _ = environment.build('master', {**BOUND, **SECRETS, 'SSO_SESSION_HOURS': '2',
+                                          'AIRFLOW__FAB__SESSION_LIFETIME_MINUTES': '30',
+                                          'AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES': 'hawk_key, webhook'})
+    assert env['AIRFLOW__FAB__SESSION_LIFETIME_MINUTES'] == '30'
+    assert env['AIRFLOW__FAB__SESSION_MAX_LIFETIME_MINUTES'] == '120'
+    assert env['AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES'] == 'hawk_key,webhook,code'
+    env, _ = environment.build('master', {**BOUND, **SECRETS, 'AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES': 'code,x'})
+    assert env['AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES'] == 'code,x'
+
+
+@pytest.mark.parametrize('hours, message', [('0', 'SSO_SESSION_HOURS must be at least 1, got 0'),
+                                            ('eight', "SSO_SESSION_HOURS must be a whole number, got 'eight'")])
+def test_a_bad_sso_session_hours_stops_the_master_naming_it(hours, message):
+    with pytest.raises(ConfigurationError, match=message):
+        environment.build('master', {**BOUND, **SECRETS, 'SSO_SESSION_HOURS': hours})
+
+
+def test_local_mode_and_workers_get_no_sso_settings():
+    local, _ = environment.build('master', {**BOUND, **SECRETS, 'SSO_PROVIDER': 'local', 'DEBUG': 'true'})
+    worker, _ = environment.build('worker', {**BOUND, 'DATAFLOW_MASTER_URL': 'http://data-flow.apps.internal:8080'})
+    for env in (local, worker):
+        assert not [name for name in env if 'LIFETIME' in name or name in (
+            'AIRFLOW__API_AUTH__JWT_EXPIRATION_TIME', 'AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES')]
+
+
+def test_the_devstack_sso_stack_gets_the_same_settings(tmp_path):
+    from devstack.airflow_stack import AirflowStack
+
+    stack = AirflowStack(str(tmp_path), 'postgresql://x/m', 'redis://127.0.0.1:1/0', 8080, auth='sso',
+                         env={'SSO_SESSION_HOURS': '3', 'AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES': ''})
+    assert (stack.env['AIRFLOW__FAB__SESSION_MAX_LIFETIME_MINUTES'], stack.env['AIRFLOW__API_AUTH__JWT_EXPIRATION_TIME'],
+            stack.env['AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES']) == ('180', '10800', 'code')
+    local = AirflowStack(str(tmp_path), 'postgresql://x/m', 'redis://127.0.0.1:1/0', 8080,
+                         env={'AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES': ''})
+    assert 'AIRFLOW__FAB__SESSION_MAX_LIFETIME_MINUTES' not in local.env
