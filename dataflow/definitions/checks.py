@@ -92,6 +92,21 @@ def schedule(problems: Problems, value: Any) -> Schedule:
     return None
 
 
+def class_problems(cls: type, required: Iterable[str], optional: Iterable[str]) -> Problems:
+    """The Problems of a pipeline class, begun with its missing and unknown attributes.
+    DefinitionError at once when a required one is missing (the checks that follow need
+    them all); else the caller's checks go on, so that one error lists every problem."""
+    problems = Problems(cls)
+    required = tuple(required)
+    missing = [attribute for attribute in required if not hasattr(cls, attribute)]
+    for attribute in missing:
+        problems.add(attribute, 'is missing')
+    known_attributes(problems, cls, (*required, *optional))
+    if missing:
+        problems.raise_if_any()
+    return problems
+
+
 def known_attributes(problems: Problems, cls: type, known: Iterable[str]) -> None:
     """Every public attribute of the class (its own or a base class's) must be one data-flow
     knows: a misspelt one would otherwise be ignored, and its setting silently lost."""

@@ -129,13 +129,7 @@ def _allowed_missing(problems: Problems, value: Any, columns: tuple[Column, ...]
 def dataset_pipeline_spec(cls: type) -> DatasetPipelineSpec:
     """The checked spec of a dataset pipeline class, or DefinitionError listing every
     problem found (class name and attribute in each)."""
-    problems = Problems(cls)
-    missing = [attribute for attribute in REQUIRED if not hasattr(cls, attribute)]
-    for attribute in missing:
-        problems.add(attribute, 'is missing')
-    checks.known_attributes(problems, cls, (*REQUIRED, *OPTIONAL))
-    if missing:  # else the checks below go on, so that one error lists every problem
-        problems.raise_if_any()
+    problems = checks.class_problems(cls, REQUIRED, OPTIONAL)
     value = {name: getattr(cls, name, default) for name, default in {**dict.fromkeys(REQUIRED), **OPTIONAL}.items()}
 
     table_name = value['table_name']

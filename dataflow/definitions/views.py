@@ -125,13 +125,7 @@ def _fields(problems: Problems, value: Any, dataset: DatasetPipelineSpec | None)
 
 def view_pipeline_spec(cls: type) -> ViewPipelineSpec:
     """The checked spec of a view pipeline class, or DefinitionError listing every problem."""
-    problems = Problems(cls)
-    missing = [attribute for attribute in REQUIRED if not hasattr(cls, attribute)]
-    for attribute in missing:
-        problems.add(attribute, 'is missing')
-    checks.known_attributes(problems, cls, (*REQUIRED, *OPTIONAL))
-    if missing:  # else the checks below go on, so that one error lists every problem
-        problems.raise_if_any()
+    problems = checks.class_problems(cls, REQUIRED, OPTIONAL)
     attributes: Any = cls  # the class's attributes are checked below, one by one
 
     view_name = attributes.view_name
