@@ -255,8 +255,8 @@ def fetch(spec: DatasetPipelineSpec, run: RunContext, ports: Ports) -> Summary:
                     storer.finish()
             storer.error = storer.error or exc  # stop storing; what is stored stays, for a retry
             storer.finish_quietly()
-            if isinstance(exc, FetchSuperseded) or isinstance(storer.error, FetchSuperseded):
-                raise storer.error if isinstance(storer.error, FetchSuperseded) else exc from None
+            if isinstance(storer.error, FetchSuperseded):  # only storing finds it: not ours to record
+                raise storer.error from None
             final = run.last_try or isinstance(exc, Fatal)
             state = ledger.FETCH_FAILED if final else ledger.FETCH_RETRYING
             ledger.set_fetch_state(conn, run.run_key, owner, state, error=f'{type(exc).__name__}: {exc}'[:2000])
