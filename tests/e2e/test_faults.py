@@ -12,7 +12,7 @@ import pytest
 
 from devstack.datahub_records import omis_record
 from devstack.source_api import FORGED, MALFORMED_JSON, RENAME, SLOW, UNSIGNED
-from tests.support.e2e import DAG_ID, copy_blocked_on, expected_omis, leftovers, staging_table_of, target_rows
+from tests.support.e2e import DAG_ID, blocked_on_lock, expected_omis, leftovers, staging_table_of, target_rows
 from tests.support.omis import paged_last
 
 OLD, NEW = range(0, 250), range(1000, 1300)   # 3 pages, then 3 pages of other records
@@ -108,7 +108,7 @@ def test_an_ingest_task_losing_its_page_mid_copy_recovers_and_every_row_loads_on
     blocker = stack.connect()
     with blocker.cursor() as cursor:  # every COPY into the staging table now waits mid-page
         cursor.execute(f'LOCK TABLE public."{staging}" IN ACCESS EXCLUSIVE MODE')
-    backend, client_address, client_port = copy_blocked_on(stack)
+    backend, client_address, client_port = blocked_on_lock(stack, 'COPY %', 'no ingest task reached its COPY')
     if how == 'sigkill-the-task-process':
         process_with_connection(stack, client_address, client_port).send_signal(signal.SIGKILL)
     else:

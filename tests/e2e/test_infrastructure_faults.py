@@ -32,7 +32,8 @@ from devstack import services
 from devstack.airflow_stack import AirflowStack
 from devstack.datahub_records import omis_record
 from devstack.source_api import DemoSource, Hold
-from tests.support.e2e import DAG_ID, E2E_HAWK_ID, expected_omis, leftovers, staging_table_of, target_rows
+from tests.support.e2e import (DAG_ID, E2E_HAWK_ID, blocked_on_lock, expected_omis, leftovers, staging_table_of,
+                               target_rows)
 from tests.support.servers import own_postgres, own_redis, worker_network
 
 PAGE_SIZE = 100
@@ -178,24 +179,11 @@ def start_held_run(stack, held_page=2, block_copy=True):
             holds[0].release()
         holds[held_page].wait_reached(300)
         if block_copy:
-            wait_for(lambda: waiting_statements(stack, 'COPY %'), 'no ingest task reached its COPY', 300)
+            blocked_on_lock(stack, 'COPY %', 'no ingest task reached its COPY', 300)
     except BaseException:
         run.release()
         raise
     return run
-
-
-def waiting_statements(stack, pattern):
-    """Statements of this database matching `pattern` that wait for a lock."""
-    conn = stack.connect()
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                           "AND wait_event_type = 'Lock' AND query LIKE %s AND pid <> pg_backend_pid()", (pattern,))
-            return [r[0] for r in cursor.fetchall()]
-    finally:
-        conn.close()
 
 
 def wait_for(condition, failure, timeout):
@@ -389,7 +377,7 @@ def test_a_datasets_database_restart_during_the_swap_never_shows_a_partial_table
         cursor.execute('SELECT count(*) FROM omis_dataset')
     run = HeldRun(trigger(stack), {}, reader)
     try:
-        wait_for(lambda: waiting_statements(stack, 'LOCK TABLE %'), 'the swap never waited for its lock', 600)
+        blocked_on_lock(stack, 'LOCK TABLE %', 'the swap never waited for its lock', 600)
         struck_at = time.monotonic()
         stack.datasets.stop('immediate')
         time.sleep(DATABASE_DOWN_SECONDS)

@@ -83,21 +83,24 @@ def staging_table_of(stack, dag_id, run_id, timeout=60):
     pytest.fail(f'the run {run_id} never created its staging table')
 
 
-def copy_blocked_on(stack, timeout=60):
-    """(backend pid, client address, client port) of an ingest task's COPY waiting for a lock."""
+def blocked_on_lock(stack, pattern, failure, timeout=60):
+    """(backend pid, client address, client port) of a statement of the stack's datasets
+    database matching `pattern` (SQL LIKE) that waits for a lock; the test fails with
+    `failure` when none does within `timeout` seconds."""
     conn = stack.connect()
     conn.autocommit = True  # pg_stat_activity is one snapshot per transaction: look afresh each time
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with conn.cursor() as cursor:
-            # This database only: the server may hold other suites' blocked COPYs.
-            cursor.execute("SELECT pid, host(client_addr), client_port FROM pg_stat_activity "
-                           "WHERE datname = current_database() AND wait_event_type = 'Lock' "
-                           "AND query LIKE 'COPY %%' AND pid <> pg_backend_pid()")
-            row = cursor.fetchone()
-        if row:
-            conn.close()
-            return row
-        time.sleep(0.2)
-    conn.close()
-    pytest.fail('no ingest task reached its COPY')
+    try:
+        while time.monotonic() < deadline:
+            with conn.cursor() as cursor:
+                # This database only: the server may hold other suites' blocked statements.
+                cursor.execute("SELECT pid, host(client_addr), client_port FROM pg_stat_activity "
+                               "WHERE datname = current_database() AND wait_event_type = 'Lock' "
+                               "AND query LIKE %s AND pid <> pg_backend_pid()", (pattern,))
+                row = cursor.fetchone()
+            if row:
+                return row
+            time.sleep(0.2)
+    finally:
+        conn.close()
+    pytest.fail(f'{failure} in {timeout} s')
