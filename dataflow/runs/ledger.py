@@ -178,21 +178,17 @@ def get_run(conn: Connection, run_key: str) -> Run | None:
                tuple(source_keys), tuple(missing_fields))
 
 
-def _superseded(cursor: Cursor, run_key: str, owner: str) -> FetchSuperseded:
+def _unless_superseded(conn: Connection, cursor: Cursor, run_key: str, owner: str) -> None:
+    """After a statement meant to touch the run's row once as `owner`: roll back and raise
+    FetchSuperseded, naming who holds the run now, if it did not."""
+    if cursor.rowcount == 1:
+        return
     cursor.execute('SELECT fetch_owner, fetch_try FROM dataflow.runs WHERE run_key = %s', (run_key,))
     row = cursor.fetchone()
     holder = f'{row[0]} (try {row[1]})' if row else 'nobody: the run is not in the ledger'
-    return FetchSuperseded(f'fetch {owner} no longer fetches run {run_key}: it is now held by {holder}; '
-                           'this fetch stops without writing')
-
-
-def _unless_superseded(conn: Connection, cursor: Cursor, run_key: str, owner: str) -> None:
-    """After a statement meant to touch the run's row once as `owner`: roll back and raise
-    FetchSuperseded if it did not (another fetch holds the run)."""
-    if cursor.rowcount != 1:
-        superseded = _superseded(cursor, run_key, owner)
-        conn.rollback()
-        raise superseded
+    conn.rollback()
+    raise FetchSuperseded(f'fetch {owner} no longer fetches run {run_key}: it is now held by {holder}; '
+                          'this fetch stops without writing')
 
 
 def start_fetching(conn: Connection, run_key: str, source_url: str, owner: str, try_number: int) -> None:
