@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -18,6 +19,9 @@ from dataflow.errors import ConfigurationError
 
 _TRUE = ('1', 'true', 'yes', 'on')
 _FALSE = ('0', 'false', 'no', 'off')
+# PAGE_STORE: Airflow Variables, or the URL of an object store's directory.
+PAGE_STORE_VARIABLES = 'variables'
+_PAGE_STORE_FORMS = 'variables, file:///absolute/directory or s3://bucket/prefix'
 
 
 class _Reader:
@@ -67,6 +71,38 @@ class _Reader:
             return False
         raise ConfigurationError(f'{name} must be true or false, got {raw!r}')
 
+    def page_store(self, name: str, conn_name: str) -> tuple[str, str]:
+        """(store, connection id): `variables`, or a file:///absolute or s3://bucket URL
+        with the Airflow connection (optional) that reaches it."""
+        raw = self.text(name, PAGE_STORE_VARIABLES).strip()
+        conn_id = self.text(conn_name).strip()
+        if raw.lower() in ('', PAGE_STORE_VARIABLES):
+            if conn_id:
+                raise ConfigurationError(f'{conn_name} is {conn_id!r}, but {name} is {PAGE_STORE_VARIABLES}: '
+                                         'a connection is for an object store (file:// or s3://)')
+            return PAGE_STORE_VARIABLES, ''
+        url = urllib.parse.urlsplit(raw)
+        if url.username is not None or url.password is not None:
+            # Never echo what may be a password; a connection holds credentials.
+            shown = urllib.parse.urlunsplit(url._replace(netloc='***@' + url.netloc.rpartition('@')[2]))
+            raise ConfigurationError(f'{name} must not hold credentials or a connection id ({shown}); '
+                                     f'name an Airflow connection in {conn_name}')
+        if url.scheme == 'file':
+            if url.netloc or not url.path.startswith('/'):
+                raise ConfigurationError(f'{name} must name an absolute directory, file:///path (three slashes), '
+                                         f'got {raw!r}')
+        elif url.scheme == 's3':
+            if not url.netloc:
+                raise ConfigurationError(f'{name} must name a bucket, s3://bucket/prefix, got {raw!r}')
+        elif not url.scheme:
+            hint = f' (file://{raw}?)' if raw.startswith('/') else ''
+            raise ConfigurationError(f'{name} must be {_PAGE_STORE_FORMS}, got {raw!r}{hint}')
+        else:
+            raise ConfigurationError(f'{name}: unknown scheme {url.scheme!r} in {raw!r}; use {_PAGE_STORE_FORMS}')
+        if url.query or url.fragment:
+            raise ConfigurationError(f'{name} must be a URL with no query or fragment, got {raw!r}')
+        return urllib.parse.urlunsplit(url), conn_id  # the scheme in lower case
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -114,10 +150,13 @@ class Settings:
     cf_instance_index: str
     port: str
     dataflow_master_url: str
+    page_store: str
+    page_store_conn_id: str
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
         read = _Reader(os.environ if environ is None else environ)
+        page_store, page_store_conn_id = read.page_store('PAGE_STORE', 'PAGE_STORE_CONN_ID')
         return cls(
             debug=read.flag('DEBUG', False),
             # The source API (Data Hub) and its Hawk credentials: the default source connection.
@@ -195,6 +234,11 @@ class Settings:
             # Where workers reach the master's api-server (its execution API), e.g. a Cloud
             # Foundry internal route: http://data-flow.apps.internal:8080.
             dataflow_master_url=read.url('DATAFLOW_MASTER_URL'),
+            # Where fetch hands pages to the ingest tasks (dataflow.airflow.pagestore): Airflow
+            # Variables, or objects under a directory every worker reaches, file:///dir or
+            # s3://bucket/prefix; the Airflow connection of the latter, if any (an aws one).
+            page_store=page_store,
+            page_store_conn_id=page_store_conn_id,
         )
 
 

@@ -22,7 +22,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleExcept
 
 from dataflow import settings
 from dataflow.airflow.connections import connector_for, source_connection
-from dataflow.airflow.pagestore import VariablePageStore
+from dataflow.airflow.pagestore import page_store_for
 from dataflow.definitions.datasets import DatasetPipelineSpec
 from dataflow.definitions.templates import logical_date_of, render_where_clause, template_context, view_name_for
 from dataflow.definitions.views import ViewPipelineSpec
@@ -77,11 +77,12 @@ class _SourceWhenUsed:
 
 def ports_for(spec: DatasetPipelineSpec) -> Ports:
     """The ports of a deployment: the `target_db` connection, the `source_conn_id` source
-    (its connection read when first used), pages in Variables, and the replace strategy."""
+    (its connection read when first used), the page store PAGE_STORE selects (Variables by
+    default), and the replace strategy."""
     return Ports(
         connect=connector_for(spec.target_db),
         source=_SourceWhenUsed(lambda: source_for(source_connection(spec.source_conn_id), settings.current())),
-        pages=VariablePageStore(),
+        pages=page_store_for(settings.current()),
         strategy=ReplaceStrategy(),
     )
 

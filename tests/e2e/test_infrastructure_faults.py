@@ -26,14 +26,13 @@ import uuid
 import psycopg2
 import pytest
 import redis
-from psycopg2 import sql
 
 from devstack import services
 from devstack.airflow_stack import AirflowStack
 from devstack.datahub_records import omis_record
 from devstack.source_api import DemoSource, Hold
-from tests.support.e2e import (DAG_ID, E2E_HAWK_ID, blocked_on_lock, expected_omis, leftovers, staging_table_of,
-                               target_rows)
+from tests.support.e2e import (DAG_ID, E2E_HAWK_ID, blocked_on_lock, expected_omis, leftovers, lock_table,
+                               staging_table_of, target_rows, wait_for)
 from tests.support.servers import own_postgres, own_redis, worker_network
 
 PAGE_SIZE = 100
@@ -156,13 +155,6 @@ def trigger(stack):
     return run_id
 
 
-def lock_table(stack, table, mode):
-    conn = stack.connect()
-    with conn.cursor() as cursor:
-        cursor.execute(sql.SQL('LOCK TABLE {} IN {} MODE').format(sql.Identifier(table), sql.SQL(mode)))
-    return conn  # the lock lasts until the connection's transaction ends
-
-
 def start_held_run(stack, held_page=2, block_copy=True):
     """Trigger a run of RECORDS and pause it: fetch holds page `held_page` (pages before it
     stored), and with `block_copy` an ingest task holds a claimed page, its COPY waiting
@@ -184,16 +176,6 @@ def start_held_run(stack, held_page=2, block_copy=True):
         run.release()
         raise
     return run
-
-
-def wait_for(condition, failure, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.5)
-    pytest.fail(f'{failure} in {timeout} s')
 
 
 def running_on(stack, run_id):

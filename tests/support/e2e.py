@@ -1,10 +1,12 @@
 """What the end-to-end tests share: the shape of the stack they run on, the OMIS table as
-the source should make it, and what a finished run must not leave behind."""
+the source should make it, what a finished run must not leave behind, and the means to
+pause a run where a test wants it (a lock held on a table) and to wait for what it awaits."""
 
 import os
 import time
 
 import pytest
+from psycopg2 import sql
 
 from dataflow.definitions.datasets import dataset_pipeline_spec
 from dataflow.pipelines.datasets import OMISDatasetPipeline
@@ -103,4 +105,25 @@ def blocked_on_lock(stack, pattern, failure, timeout=60):
             time.sleep(0.2)
     finally:
         conn.close()
+    pytest.fail(f'{failure} in {timeout} s')
+
+
+def lock_table(stack, table, mode):
+    """A connection holding a `mode` lock on `table` of the stack's datasets database: it
+    lasts until the connection's transaction ends (close the connection to let go)."""
+    conn = stack.connect()
+    with conn.cursor() as cursor:
+        cursor.execute(sql.SQL('LOCK TABLE {} IN {} MODE').format(sql.Identifier(table), sql.SQL(mode)))
+    return conn
+
+
+def wait_for(condition, failure, timeout):
+    """What `condition()` returns once it is true; the test fails with `failure` when it is
+    not within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.5)
     pytest.fail(f'{failure} in {timeout} s')

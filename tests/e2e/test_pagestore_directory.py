@@ -1,0 +1,117 @@
+"""PAGE_STORE=file:///dir end to end, on a stack of this module's own (api-server, scheduler,
+dag-processor, a Celery worker; its own metadata and datasets databases, dropped afterwards):
+fetch hands the OMIS pages to the ingest tasks as files in the directory, no page Variable is
+made, the table is the source's records cell for cell, and cleanup leaves the directory empty.
+
+The run is paused while every page waits in the directory: the source holds page 0 until
+the staging table is locked, so each ingest task's first COPY waits for the lock and no page
+is loaded (or deleted) before the test has looked.
+"""
+
+import dataclasses
+import os
+import secrets
+import uuid
+
+import psycopg2
+import pytest
+
+from dataflow.airflow.pagestore import object_name
+from dataflow.runs import pagestore
+from devstack import services
+from devstack.airflow_stack import AirflowStack
+from devstack.datahub_records import omis_record
+from devstack.source_api import DemoSource, Hold
+from tests.support.e2e import (DAG_ID, E2E_HAWK_ID, PAGE_SIZE, expected_omis, leftovers, lock_table, staging_table_of,
+                               target_rows, wait_for)
+
+pytestmark = pytest.mark.e2e
+
+RECORDS = 450  # 5 pages, the last one short
+PAGES = 5
+
+
+@dataclasses.dataclass
+class DiskStack:
+    airflow: AirflowStack
+    source: DemoSource
+    datasets_dsn: str
+    pages: str  # the PAGE_STORE directory
+
+    @property
+    def api(self):
+        return self.airflow.api
+
+    def connect(self):
+        return psycopg2.connect(self.datasets_dsn)
+
+    def files(self):
+        return sorted(os.listdir(self.pages)) if os.path.isdir(self.pages) else []
+
+
+@pytest.fixture(scope='module')
+def disk_stack(pg_admin_dsn, tmp_path_factory):
+    hawk_key = secrets.token_urlsafe(24)
+    pages = str(tmp_path_factory.mktemp('shared-volume') / 'pages')  # made by the first page written
+    with services.scratch_database(pg_admin_dsn, 'dataflow_pages_meta') as metadata_dsn, \
+            services.scratch_database(pg_admin_dsn, 'dataflow_pages_data') as datasets_dsn, \
+            services.redis_server() as redis_url, \
+            DemoSource(E2E_HAWK_ID, hawk_key, page_size=PAGE_SIZE) as source:
+        airflow = AirflowStack(
+            str(tmp_path_factory.mktemp('airflow-home')), services.url_for(metadata_dsn), redis_url,
+            services.free_port(), worker_concurrency=3, broker_key_prefix=f'dataflow-e2e-{uuid.uuid4().hex[:8]}:',
+            components=('api-server', 'scheduler', 'dag-processor', 'worker'),
+            env={
+                'PAGE_STORE': f'file://{pages}',
+                'HAWK_ID': E2E_HAWK_ID,
+                'HAWK_KEY': hawk_key,
+                'DATAHUB_BASE_URL': source.url,
+                'AIRFLOW_CONN_DATASETS_DB': services.url_for(datasets_dsn),
+                # fetch and both ingest tasks at once, on the worker's 3 slots.
+                'INGEST_TASK_CONCURRENCY': '2',
+                'PIPELINE_SCHEDULES_ENABLED': 'false',
+                'TASK_RETRY_DELAY_SECONDS': '2',
+                'SOURCE_READ_TIMEOUT': '300',  # the held page answers late, on purpose
+            },
+        )
+        with airflow:
+            stack = DiskStack(airflow, source, datasets_dsn, pages)
+            stack.api.wait_dag(DAG_ID)
+            stack.api.unpause(DAG_ID)
+            yield stack
+
+
+def test_pages_are_handed_over_in_the_directory_and_cleanup_leaves_it_empty(disk_stack):
+    stack = disk_stack
+    stack.source.omis.put(*(omis_record(i) for i in range(RECORDS)))
+    first_page = Hold()
+    stack.source.omis.fail_next(0, first_page)
+    run_id = f'pages-{uuid.uuid4().hex[:10]}'
+    stack.api.trigger(DAG_ID, run_id=run_id)
+    try:
+        lock = lock_table(stack, staging_table_of(stack, DAG_ID, run_id, timeout=300), 'ACCESS EXCLUSIVE')
+        try:
+            first_page.release()
+            wait_for(lambda: len([name for name in stack.files() if not name.startswith('.')]) == PAGES,
+                     f'fetch did not store {PAGES} pages in {stack.pages}', 300)
+            stored = stack.files()  # and no write in flight (a '.…partial' file): all 5 are written
+            run = pagestore.run_key(DAG_ID, run_id, 0)
+            assert stored == sorted(object_name(pagestore.page_key(run, n, 1)) for n in range(PAGES))
+            rows = 0
+            for name in stored:
+                with open(os.path.join(stack.pages, name)) as page:
+                    rows += pagestore.decode_page(page.read(), name).count(b'\n')  # COPY text: a line a row
+            assert rows == RECORDS
+            assert leftovers(stack)[0] == []  # no page Variable
+        finally:
+            lock.close()
+    finally:
+        first_page.release()
+
+    finished = stack.api.wait_run(DAG_ID, run_id, timeout=300)
+    assert finished['state'] == 'success', stack.api.task_states(DAG_ID, run_id)
+    assert target_rows(stack) == expected_omis(stack.source.omis.records())
+    fetched = stack.api.xcom(DAG_ID, run_id, 'fetch')
+    assert (fetched['pages'], fetched['rows']) == (PAGES, RECORDS)
+    assert leftovers(stack) == ([], [])
+    assert stack.files() == []  # every page deleted: no page, no write in flight
