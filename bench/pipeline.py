@@ -149,7 +149,8 @@ def run_pipeline(stack, rows, profile_to=None):
     if run['state'] != 'success':
         raise SystemExit(f'{run_id} failed: {stack.api.task_states(DAG_ID, run_id)}')
     instances = {ti['task_id']: ti for ti in stack.api.task_instances(DAG_ID, run_id)}
-    to_swap = (_time(instances['swap']['end_date']) - _time(run['queued_at'] or run['start_date'])).total_seconds()
+    triggered = _time(run['queued_at'] or run['start_date'])
+    to_swap = (_time(instances['swap']['end_date']) - triggered).total_seconds()
     ingest = [stack.api.xcom(DAG_ID, run_id, task) for task in instances if task.startswith('ingest-')]
     return {
         'task_ids': {ti['id']: task for task, ti in instances.items()},
@@ -157,7 +158,28 @@ def run_pipeline(stack, rows, profile_to=None):
         'fetch': stack.api.xcom(DAG_ID, run_id, 'fetch'),
         'ingest': ingest,
         'swap': stack.api.xcom(DAG_ID, run_id, 'swap'),
+        'timeline': timeline(run, triggered, instances),
     }
+
+
+def timeline(run, triggered, instances):
+    """Seconds from the trigger at which the run started and each task was queued,
+    started and ended: where a run's fixed cost goes."""
+    def at(value):
+        return round((_time(value) - triggered).total_seconds(), 2) if value else None
+
+    return {'run started': at(run['start_date']),
+            **{task: (at(ti.get('queued_when')), at(ti['start_date']), at(ti['end_date']))
+               for task, ti in sorted(instances.items(), key=lambda item: item[1]['start_date'] or '')}}
+
+
+def print_timeline(figures):
+    print(f'  run started {figures["run started"]:.2f} s after the trigger; per task: queued, started, ended (s)')
+    for task, times in figures.items():
+        if task != 'run started':
+            queued, started, ended = times
+            print(f'  {task:24} {queued!s:>7} {started!s:>7} {ended!s:>7}   '
+                  f'queued->started {started - queued if queued is not None else 0:.2f}, ran {ended - started:.2f}')
 
 
 def serial_baseline(spec, client, conn):
@@ -169,7 +191,7 @@ def serial_baseline(spec, client, conn):
     ddl.create_table(conn, staging, spec.columns)
     rows = 0
     with conn.cursor() as cursor:
-        for page in client.pages(spec.source_url):
+        for page in client.pages(client.url_for(spec.source_path)):
             rows += copy_page(cursor, staging, renderer, page.results, page.url)
     conn.commit()
     swap(conn, staging, spec.table_name)
@@ -178,10 +200,11 @@ def serial_baseline(spec, client, conn):
 
 def run_baseline(source_url, hawk_key, datasets_dsn):
     spec = dataset_pipeline_spec(type(DAG_ID, (OMISDatasetPipeline,), {
-        'source_url': f'{source_url}/v4/dataset/omis-dataset', 'table_name': 'omis_baseline', 'min_rows_ratio': None}))
+        'table_name': 'omis_baseline', 'min_rows_ratio': None}))
+    client = hawk_source(HAWK_ID, hawk_key, 'sha256', settings.current(), base_url=source_url)
     conn = psycopg2.connect(datasets_dsn)
     try:
-        return serial_baseline(spec, hawk_source(HAWK_ID, hawk_key, 'sha256', settings.current()), conn)
+        return serial_baseline(spec, client, conn)
     finally:
         conn.close()
 
@@ -205,6 +228,24 @@ def report(rows, baseline, pipeline):
     print(f'swap                         lock held {swap["lock_ms"]:.1f} ms; {swap["rows_before"]} -> {swap["rows_after"]} rows')
 
 
+def one_page(stack, hawk_key, source_port, page_size, runs):
+    """The fixed cost of a run: a 1-page dataset, trigger to swapped, after a warm-up run
+    (the stack's first run pays for first connections); the median of `runs` runs, and
+    the timeline of the median one."""
+    source = Source(hawk_key, page_size, page_size, source_port)
+    try:
+        run_pipeline(stack, page_size)
+        measured = sorted((run_pipeline(stack, page_size) for _ in range(runs)), key=lambda p: p['seconds'])
+    finally:
+        source.stop()
+    median = measured[len(measured) // 2]
+    print(f'\n== 1 page ({page_size} rows) ==')
+    each = ', '.join(f'{p["seconds"]:.1f}' for p in measured)
+    print(f'pipeline, trigger -> swapped {median["seconds"]:.1f} s, median of {runs} ({each}); '
+          'issue 16 measured 16.3 s before this work')
+    print_timeline(median['timeline'])
+
+
 def handoff_benchmark(stack, pages):
     run_id = f'handoff-{secrets.token_hex(3)}'
     stack.api.trigger('dataflow_handoff_bench', run_id=run_id, conf={'pages': pages})
@@ -225,6 +266,7 @@ def main():
     parser.add_argument('--page-size', type=int, default=1000)
     parser.add_argument('--worker-concurrency', type=int, default=5, help='fetch + INGEST_TASK_CONCURRENCY')
     parser.add_argument('--ingest-concurrency', type=int, default=4)
+    parser.add_argument('--small-runs', type=int, default=3, help='1-page runs to take the median of')
     parser.add_argument('--handoff', action='store_true', help='also time the Variable hand-off vs plain JSON')
     parser.add_argument('--profile', metavar='DIR', help='py-spy the task processes of the largest run into DIR')
     args = parser.parse_args()
@@ -255,7 +297,8 @@ def main():
             )
             with stack:
                 stack.api.wait_dag(DAG_ID)
-                for rows in [args.page_size, *args.rows]:
+                one_page(stack, hawk_key, source_port, args.page_size, args.small_runs)
+                for rows in args.rows:
                     source = Source(hawk_key, rows, args.page_size, source_port)
                     try:
                         baseline = run_baseline(source.url, hawk_key, datasets_dsn)
@@ -263,9 +306,6 @@ def main():
                         pipeline = run_pipeline(stack, rows, profile_to)
                     finally:
                         source.stop()
-                    if rows == args.page_size and rows not in args.rows:
-                        print(f'warm-up: a 1-page dataset went from trigger to swapped in {pipeline["seconds"]:.1f} s')
-                        continue
                     report(rows, baseline, pipeline)
                     if profile_to:
                         print('(profiled: py-spy samples every task process, which slows the run)')

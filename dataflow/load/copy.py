@@ -204,8 +204,10 @@ class RecordRenderer:
         lines.append('')
         return '\n'.join(lines).encode('utf-8')
 
-    def describe_line(self, payload: bytes, line_number: int) -> str:
-        """How errors name the record on 1-based line `line_number` of a rendered page."""
+    def describe_line(self, payload: bytes, line_number: int, line_in_page: int | None = None) -> str:
+        """How errors name the record on 1-based line `line_number` of a rendered payload:
+        its primary key value, else its position in its page (`line_in_page`, when the
+        payload holds several pages)."""
         lines = payload.split(b'\n')
         index = line_number - 1
         if not 0 <= index < len(lines) - 1:
@@ -216,7 +218,7 @@ class RecordRenderer:
                 key = _unescape(cell)
                 quoted = self.columns[self._key_index].type.base_type not in _UNQUOTED_KEY_TYPES
                 return repr(key) if quoted else key
-        return f'#{index}'
+        return f'#{(line_in_page or line_number) - 1}'
 
 
 _UNQUOTED_KEY_TYPES = frozenset({'int2', 'int4', 'int8', 'numeric', 'float4', 'float8'})
@@ -237,34 +239,49 @@ def copy_statement(table: str, columns: Iterable[Column], schema: str = DEFAULT_
     )
 
 
-def copy_payload(cursor: Cursor, table: str, renderer: RecordRenderer, payload: bytes, page: str,
+Pages = Sequence[tuple[str, int]]  # the pages of a payload, in order: (URL, rows)
+
+
+def copy_payload(cursor: Cursor, table: str, renderer: RecordRenderer, payload: bytes, pages: Pages,
                  schema: str = DEFAULT_SCHEMA) -> None:
-    """COPY a page rendered by `renderer` into `table` in the cursor's transaction (not
-    committed). A value PostgreSQL refuses raises RecordError naming the page, record and field."""
+    """COPY pages rendered by `renderer`, one after another in `payload`, into `table` in
+    the cursor's transaction (not committed). A value PostgreSQL refuses raises RecordError
+    naming the page, record and field."""
     if not payload:
         return
     try:
         cursor.copy_expert(copy_statement(table, renderer.columns, schema), io.BytesIO(payload))
     except (psycopg2.DataError, psycopg2.IntegrityError) as exc:
-        raise _record_error(exc, renderer, payload, page) from None
+        raise _record_error(exc, renderer, payload, pages) from None
 
 
 def copy_page(cursor: Cursor, table: str, renderer: RecordRenderer, records: Sequence[Any], page: str,
               schema: str = DEFAULT_SCHEMA) -> int:
     """Render and COPY one page of `records` (not committed); the number of rows copied."""
-    copy_payload(cursor, table, renderer, renderer.render(records, page), page, schema)
+    copy_payload(cursor, table, renderer, renderer.render(records, page), [(page, len(records))], schema)
     return len(records)
 
 
-def _record_error(exc: psycopg2.Error, renderer: RecordRenderer, payload: bytes, page: str) -> RecordError:
+def _page_of_line(pages: Pages, line_number: int) -> tuple[str, int]:
+    """The page holding 1-based line `line_number` of a payload, and the line's number in it."""
+    for url, rows in pages:
+        if line_number <= rows:
+            return url, line_number
+        line_number -= rows
+    return pages[-1][0], line_number
+
+
+def _record_error(exc: psycopg2.Error, renderer: RecordRenderer, payload: bytes, pages: Pages) -> RecordError:
     diag = exc.diag
     problem = diag.message_primary or str(exc).strip()
     if diag.message_detail:
         problem += f' ({diag.message_detail})'
     match = _COPY_CONTEXT.search(diag.context or '')
     if not match:
-        return RecordError(page, '(unknown)', None, problem, exc.pgcode)
-    record_key = renderer.describe_line(payload, int(match.group(1)))
+        return RecordError(', '.join(url for url, _ in pages), '(unknown)', None, problem, exc.pgcode)
+    line_number = int(match.group(1))
+    page, line_in_page = _page_of_line(pages, line_number)
+    record_key = renderer.describe_line(payload, line_number, line_in_page)
     column_name = match.group(2)
     field = None
     if column_name:

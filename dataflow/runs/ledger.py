@@ -20,12 +20,14 @@ elsewhere) and wakes up later therefore writes nothing: it gets FetchSuperseded.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
+from psycopg2.extras import execute_values
 
 from dataflow.errors import FetchSuperseded
 
@@ -96,6 +98,9 @@ _ADDED_COLUMNS = (
     ('load_history', 'lock_ms', 'double precision'),
     ('runs', 'fetch_owner', 'text'),
     ('runs', 'fetch_try', 'integer'),
+    # The first page of the batch the page was stored with (one stored value, claimed and
+    # loaded as one); NULL in ledgers written before pages were stored in batches.
+    ('pages', 'stored_with', 'integer'),
 )
 # Concurrent CREATE ... IF NOT EXISTS can still collide in the catalog; serialise them.
 _DDL_LOCK = 0x64617461666c6f77  # 'dataflow'
@@ -259,13 +264,24 @@ def resume_point(conn: Connection, run_key: str, first_url: str) -> ResumePoint:
     return ResumePoint(last_page + 1, next_url, pages, int(rows))
 
 
-def add_ready_page(conn: Connection, run_key: str, owner: str, page_number: int, url: str, next_url: str | None,
-                   variable_key: str, rows: int, new_keys: list[str] | None = None,
-                   missing_fields: list[str] | None = None) -> None:
-    """Record a stored page, ready to be claimed (committed), with the keys its records
-    brought that the run had not seen and the allowed fields they lacked; only while
-    `owner` holds the run's fetch (else FetchSuperseded, and nothing is written). A page
-    is recorded once: a fetch try carries on after the pages recorded before it."""
+@dataclass(frozen=True)
+class ReadyPage:
+    """A fetched page, as the ledger records it."""
+
+    page_number: int
+    url: str
+    next_url: str | None
+    rows: int
+
+
+def add_ready_pages(conn: Connection, run_key: str, owner: str, pages: Sequence[ReadyPage], variable_key: str,
+                    new_keys: list[str] | None = None, missing_fields: list[str] | None = None) -> None:
+    """Record a batch of consecutive pages stored together under `variable_key`, ready to
+    be claimed (committed), with the keys their records brought that the run had not seen
+    and the allowed fields they lacked; only while `owner` holds the run's fetch (else
+    FetchSuperseded, and nothing is written). A page is recorded once: a fetch try carries
+    on after the pages recorded before it."""
+    head = pages[0].page_number
     with conn.cursor() as cursor:
         # The run's row first: its lock orders this write after a takeover by a later try.
         cursor.execute(
@@ -278,48 +294,73 @@ def add_ready_page(conn: Connection, run_key: str, owner: str, page_number: int,
             (new_keys or [], missing_fields or [], run_key, owner),
         )
         _unless_superseded(conn, cursor, run_key, owner)
-        cursor.execute(
+        execute_values(
+            cursor,
             """
-            INSERT INTO dataflow.pages (run_key, page_number, url, next_url, variable_key, rows, state)
-            VALUES (%s, %s, %s, %s, %s, %s, %s)
-            ON CONFLICT (run_key, page_number) DO NOTHING
+            INSERT INTO dataflow.pages (run_key, page_number, url, next_url, variable_key, rows, state, stored_with)
+            VALUES %s ON CONFLICT (run_key, page_number) DO NOTHING
             """,
-            (run_key, page_number, url, next_url, variable_key, rows, READY),
+            [(run_key, p.page_number, p.url, p.next_url, variable_key, p.rows, READY, head) for p in pages],
         )
-        if cursor.rowcount != 1:
+        if cursor.rowcount != len(pages):
             conn.rollback()
-            raise FetchSuperseded(f'fetch {owner}: page {page_number} of run {run_key} is recorded already '
-                                  f'({url}); this fetch stops without writing')
+            raise FetchSuperseded(f'fetch {owner}: page {head} of run {run_key} is recorded already '
+                                  f'({pages[0].url}); this fetch stops without writing')
     conn.commit()
 
 
 @dataclass(frozen=True)
 class ClaimedPage:
+    """A claimed batch of pages stored together: the first page's number, and each page's
+    URL and rows, in order (a batch of one, from ledgers written before batches)."""
+
     page_number: int
-    url: str
     variable_key: str
-    rows: int
+    parts: tuple[tuple[str, int], ...]
+
+    @property
+    def rows(self) -> int:
+        return sum(rows for _, rows in self.parts)
+
+    @property
+    def url(self) -> str:
+        return self.parts[0][0]
 
 
 def claim_page(cursor: Cursor, run_key: str) -> ClaimedPage | None:
-    """Lock one ready page for this transaction, or None. Commit after `mark_loaded`."""
+    """Lock one ready batch of pages for this transaction (its first page's row: nobody
+    claims the others), or None. Commit after `mark_loaded`."""
     cursor.execute(
         """
-        SELECT page_number, url, variable_key, rows FROM dataflow.pages
-        WHERE run_key = %s AND state = %s
+        SELECT page_number, variable_key FROM dataflow.pages
+        WHERE run_key = %s AND state = %s AND (stored_with IS NULL OR stored_with = page_number)
         ORDER BY page_number
         FOR UPDATE SKIP LOCKED LIMIT 1
         """,
         (run_key, READY),
     )
     row = cursor.fetchone()
-    return ClaimedPage(*row) if row else None
+    if row is None:
+        return None
+    page_number, variable_key = row
+    cursor.execute(
+        """
+        SELECT url, rows FROM dataflow.pages
+        WHERE run_key = %s AND (page_number = %s OR stored_with = %s) ORDER BY page_number
+        """,
+        (run_key, page_number, page_number),
+    )
+    return ClaimedPage(page_number, variable_key, tuple((url, rows or 0) for url, rows in cursor.fetchall()))
 
 
 def mark_loaded(cursor: Cursor, run_key: str, page_number: int, loaded_by: str) -> None:
+    """Mark the batch claimed as `page_number` loaded."""
     cursor.execute(
-        'UPDATE dataflow.pages SET state = %s, loaded_by = %s WHERE run_key = %s AND page_number = %s',
-        (LOADED, loaded_by, run_key, page_number),
+        """
+        UPDATE dataflow.pages SET state = %s, loaded_by = %s
+        WHERE run_key = %s AND (page_number = %s OR stored_with = %s)
+        """,
+        (LOADED, loaded_by, run_key, page_number, page_number),
     )
 
 

@@ -93,9 +93,18 @@ def encode_page(payload: bytes) -> str:
     return f'{_CODEC}:' + base64.b64encode(compressed).decode('ascii')
 
 
+def join_pages(values: list[str]) -> str:
+    """One stored value holding consecutive pages encoded by `encode_page`, in order: each
+    page stays its own zstd frame (base64 has no ','), so joining costs no recompression."""
+    prefix = f'{_CODEC}:'
+    return prefix + ','.join(value.removeprefix(prefix) for value in values)
+
+
 def decode_page(value: str | None, key: str) -> bytes:
-    """The COPY text of a page stored by `encode_page`."""
+    """The COPY text of a page (or of the pages, one after another) stored by
+    `encode_page` (`join_pages`)."""
     codec, _, encoded = (value or '').partition(':')
     if codec != _CODEC:
-        raise PageMissing(f'Variable {key} does not hold a page stored by data-flow (codec {codec!r})')
-    return zstandard.ZstdDecompressor().decompress(base64.b64decode(encoded))
+        raise PageMissing(f'{key} does not hold a page stored by data-flow (codec {codec!r})')
+    decompressor = zstandard.ZstdDecompressor()
+    return b''.join(decompressor.decompress(base64.b64decode(part)) for part in encoded.split(','))

@@ -53,7 +53,7 @@ from dataflow.load.strategies import LoadStrategy
 from dataflow.runs import ledger, pagestore
 from dataflow.runs.drift import DriftCheck, unmapped_keys
 from dataflow.runs.pagestore import PageStore
-from dataflow.sources.http import Page, Source
+from dataflow.sources.http import Source
 
 log = logging.getLogger(__name__)
 
@@ -135,29 +135,35 @@ def create_target_table(spec: DatasetPipelineSpec, run: RunContext, ports: Ports
 
 @dataclass(frozen=True)
 class _Fetched:
-    """A fetched page, rendered and encoded, to be stored."""
+    """A fetched page, rendered and encoded, to be stored (not the page's records: up to
+    QUEUE_PAGES of these wait in memory)."""
 
-    number: int
-    page: Page
-    key: str
+    page: ledger.ReadyPage
     value: str
     new_keys: list[str]          # keys the run had not seen before this page
     missing_fields: list[str]    # allowed fields this run found missing so far
 
 
 class _PageStorer(threading.Thread):
-    """Stores fetched pages (the page, then the ledger's 'ready' row) in the order they
+    """Stores fetched pages (their value, then the ledger's 'ready' rows) in the order they
     come, while the fetch thread goes on fetching and rendering the next ones: both spend
-    much of their time waiting, on the source and on the page store."""
+    much of their time waiting, on the source and on the page store.
 
-    QUEUE_PAGES = 4  # rendered pages waiting to be stored, at most: bounds memory
+    When storing falls behind, the pages that have queued up meanwhile are stored as one
+    value (up to BATCH_PAGES): a store's cost is mostly per call (a Variable is a round trip
+    through the api-server and a transaction), so batches let storing keep up with the
+    source. When it keeps up, each page is stored alone, at once."""
 
-    def __init__(self, conn: Connection, store: PageStore, run_key: str, owner: str) -> None:
+    QUEUE_PAGES = 8   # rendered pages waiting to be stored, at most: bounds memory
+    BATCH_PAGES = 8   # pages stored as one value, at most: bounds an ingest task's memory
+
+    def __init__(self, conn: Connection, store: PageStore, run: RunContext, owner: str) -> None:
         super().__init__(name='page-storer', daemon=True)
-        self.conn, self.store, self.run_key, self.owner = conn, store, run_key, owner
+        self.conn, self.store, self.run_key, self.attempt, self.owner = conn, store, run.run_key, run.try_number, owner
         self.queue: queue.Queue[_Fetched | None] = queue.Queue(maxsize=self.QUEUE_PAGES)
         self.error: BaseException | None = None
         self.seconds = 0.0
+        self.values = 0
 
     def put(self, item: _Fetched | None) -> None:
         """Queue a page (None: the end); raise the storer's error if it has failed."""
@@ -171,7 +177,7 @@ class _PageStorer(threading.Thread):
                 continue
 
     def finish_quietly(self) -> None:
-        """Stop after the page being stored, if any; the fetch thread has failed."""
+        """Stop after the pages being stored, if any; the fetch thread has failed."""
         while self.is_alive():
             try:
                 self.queue.put(None, timeout=0.5)
@@ -187,21 +193,40 @@ class _PageStorer(threading.Thread):
         if self.error is not None:
             raise self.error
 
+    def _next_batch(self) -> tuple[list[_Fetched], bool]:
+        """The pages to store next (waiting for the first), and whether the end came."""
+        first = self.queue.get()
+        if first is None:
+            return [], True
+        batch = [first]
+        while len(batch) < self.BATCH_PAGES:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
     def run(self) -> None:
-        while True:
-            item = self.queue.get()
-            if item is None or self.error is not None:
+        ended = False
+        while not ended:
+            batch, ended = self._next_batch()
+            if not batch or self.error is not None:
                 return
             started = time.perf_counter()
             try:
-                # The page first, the ledger second: a page in the ledger always has its
+                # The value first, the ledger second: a page in the ledger always has its
                 # stored value; a value a crash (or a superseded fetch) leaves out of the
                 # ledger is swept by cleanup, by its run's key prefix.
                 ledger.check_owner(self.conn, self.run_key, self.owner)
-                self.store.set(item.key, item.value)
-                ledger.add_ready_page(self.conn, self.run_key, self.owner, item.number, item.page.url,
-                                      item.page.next_url, item.key, len(item.page.results), item.new_keys,
-                                      item.missing_fields)
+                key = pagestore.page_key(self.run_key, batch[0].page.page_number, self.attempt)
+                self.store.set(key, pagestore.join_pages([item.value for item in batch]))
+                ledger.add_ready_pages(self.conn, self.run_key, self.owner, [item.page for item in batch], key,
+                                       sorted({k for item in batch for k in item.new_keys}),
+                                       batch[-1].missing_fields)
+                self.values += 1
             except BaseException as exc:  # noqa: BLE001 - handed to the fetch thread
                 self.error = exc
             self.seconds += time.perf_counter() - started
@@ -228,7 +253,7 @@ def fetch(spec: DatasetPipelineSpec, run: RunContext, ports: Ports) -> Summary:
         page_number, pages, rows = resume.page_number, resume.pages, resume.rows
         started, body_bytes, stored_bytes = time.perf_counter(), 0, 0
         render_seconds = 0.0
-        storer = _PageStorer(ports.connect(), ports.pages, run.run_key, owner)
+        storer = _PageStorer(ports.connect(), ports.pages, run, owner)
         storer.start()
         try:
             for page in (ports.source.pages(resume.url) if resume.url else ()):
@@ -238,8 +263,8 @@ def fetch(spec: DatasetPipelineSpec, run: RunContext, ports: Ports) -> Summary:
                 new_keys = drift.check(page.url, page.results)
                 value = pagestore.encode_page(renderer.render(page.results, page.url))
                 render_seconds += time.perf_counter() - rendering
-                key = pagestore.page_key(run.run_key, page_number, run.try_number)
-                storer.put(_Fetched(page_number, page, key, value, sorted(new_keys), sorted(drift.missing)))
+                storer.put(_Fetched(ledger.ReadyPage(page_number, page.url, page.next_url, len(page.results)),
+                                    value, sorted(new_keys), sorted(drift.missing)))
                 page_number, pages, rows = page_number + 1, pages + 1, rows + len(page.results)
                 body_bytes += page.body_bytes
                 stored_bytes += len(value)
@@ -267,11 +292,12 @@ def fetch(spec: DatasetPipelineSpec, run: RunContext, ports: Ports) -> Summary:
     finally:
         conn.close()
     seconds = time.perf_counter() - started
-    log.info('%s: fetched %d pages, %d rows in %.1f s (%s); %d KB of JSON stored as %d KB',
+    log.info('%s: fetched %d pages, %d rows in %.1f s (%s); %d KB of JSON stored as %d KB in %d values',
              spec.name, pages, rows, seconds, _rate(rows - resume.rows, seconds), body_bytes // 1024,
-             stored_bytes // 1024)
+             stored_bytes // 1024, storer.values)
     return {'pages': pages, 'rows': rows, 'seconds': round(seconds, 3),
             'render_seconds': round(render_seconds, 3), 'store_seconds': round(storer.seconds, 3),
+            'stored_values': storer.values,
             'source_bytes': body_bytes, 'stored_bytes': stored_bytes, 'peak_rss_mb': _peak_rss_mb()}
 
 
@@ -287,7 +313,7 @@ def _load_one(conn: Connection, spec: DatasetPipelineSpec, run: RunContext, port
         reading = time.perf_counter()
         payload = pagestore.decode_page(ports.pages.get(claimed.variable_key), claimed.variable_key)
         copying = time.perf_counter()
-        ports.strategy.load(cursor, spec, run.run_key, renderer, payload, claimed.url)
+        ports.strategy.load(cursor, spec, run.run_key, renderer, payload, claimed.parts)
         ledger.mark_loaded(cursor, run.run_key, claimed.page_number, run.task_label)
     conn.commit()
     return claimed, copying - reading, time.perf_counter() - copying
@@ -345,12 +371,14 @@ def ingest(spec: DatasetPipelineSpec, run: RunContext, ports: Ports, clock: Call
             if claimed is not None:
                 read_seconds += reading
                 copy_seconds += copying
-                # The page is loaded for good; its stored value is no longer needed.
+                # The pages are loaded for good; their stored value is no longer needed.
                 # (Cleanup deletes any that a crash leaves here.)
                 ports.pages.delete(claimed.variable_key)
-                pages, rows = pages + 1, rows + claimed.rows
-                log.info('%s: loaded page %d (%d rows); %d rows by this task, %s', spec.name,
-                         claimed.page_number, claimed.rows, rows, _rate(rows, clock() - started))
+                pages, rows = pages + len(claimed.parts), rows + claimed.rows
+                last = claimed.page_number + len(claimed.parts) - 1
+                log.info('%s: loaded page %s (%d rows); %d rows by this task, %s', spec.name,
+                         claimed.page_number if last == claimed.page_number else f'{claimed.page_number}-{last}',
+                         claimed.rows, rows, _rate(rows, clock() - started))
                 idle_since, wait = clock(), 0.1
                 continue
             if state is None:

@@ -81,6 +81,15 @@ def disk_stack(pg_admin_dsn, tmp_path_factory):
             yield stack
 
 
+def recorded_keys(stack, run):
+    """The keys of the run's stored values, as the ledger records them."""
+    with stack.connect() as conn, conn.cursor() as cursor:
+        cursor.execute('SELECT DISTINCT variable_key FROM dataflow.pages WHERE run_key = %s', (run,))
+        keys = [key for key, in cursor.fetchall()]
+    conn.close()
+    return keys
+
+
 def test_pages_are_handed_over_in_the_directory_and_cleanup_leaves_it_empty(disk_stack):
     stack = disk_stack
     stack.source.omis.put(*(omis_record(i) for i in range(RECORDS)))
@@ -92,11 +101,13 @@ def test_pages_are_handed_over_in_the_directory_and_cleanup_leaves_it_empty(disk
         lock = lock_table(stack, staging_table_of(stack, DAG_ID, run_id, timeout=300), 'ACCESS EXCLUSIVE')
         try:
             first_page.release()
-            wait_for(lambda: len([name for name in stack.files() if not name.startswith('.')]) == PAGES,
-                     f'fetch did not store {PAGES} pages in {stack.pages}', 300)
-            stored = stack.files()  # and no write in flight (a '.…partial' file): all 5 are written
             run = pagestore.run_key(DAG_ID, run_id, 0)
-            assert stored == sorted(object_name(pagestore.page_key(run, n, 1)) for n in range(PAGES))
+            wait_for(lambda: stack.api.task_states(DAG_ID, run_id)['fetch'] == 'success',
+                     'fetch did not finish', 300)
+            stored = stack.files()  # no write in flight (a '.…partial' file): fetch has finished
+            # One file per stored value: a page, or pages that queued up while storing was behind.
+            assert stored == sorted(object_name(key) for key in recorded_keys(stack, run))
+            assert set(stored) <= {object_name(pagestore.page_key(run, n, 1)) for n in range(PAGES)}
             rows = 0
             for name in stored:
                 with open(os.path.join(stack.pages, name)) as page:

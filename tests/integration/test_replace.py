@@ -108,6 +108,19 @@ def test_postgresql_refusal_names_the_page_record_and_field(datasets_conn):
     assert error.value.sqlstate == psycopg2.errorcodes.DATETIME_FIELD_OVERFLOW
 
 
+def test_a_refusal_in_pages_stored_together_names_the_page_it_came_from(datasets_conn):
+    ddl.create_table(datasets_conn, 'tricky', COLUMNS)
+    renderer = RecordRenderer(COLUMNS)
+    pages = [[{'id': 1}, {'id': 2}], [{'id': 3}], [{'id': 4, 'd': '2020-01-01'}, {'id': 5, 'd': '2020-02-30'}]]
+    payload = b''.join(renderer.render(records, f'page-{i}') for i, records in enumerate(pages))
+    parts = [(f'http://src/page?{i}', len(records)) for i, records in enumerate(pages)]
+    with datasets_conn.cursor() as cursor, pytest.raises(RecordError) as error:
+        copy_format.copy_payload(cursor, 'tricky', renderer, payload, parts)
+    datasets_conn.rollback()
+    # Line 5 of the payload: the second record of the third page.
+    assert str(error.value).startswith('page http://src/page?2: record 5: field d (column d): ')
+
+
 def test_duplicate_key_across_pages_names_the_key(datasets_conn):
     ddl.create_table(datasets_conn, 'tricky', COLUMNS)
     renderer = RecordRenderer(COLUMNS)

@@ -113,7 +113,8 @@ def test_concurrent_ingest_loads_every_page_exactly_once(do, spec, source, datas
     summary = run_all(do, run_context(), store)
     assert summary['rows_after'] == 2050 and summary['rows_before'] is None
     assert loaded_rows(datasets_conn) == source_rows(source)
-    assert store.values == {} and store.sets == 21 and store.gets == 21
+    # Each stored value (a page, or pages that queued up while storing was behind) is read once.
+    assert store.values == {} and store.gets == store.sets and 21 / steps._PageStorer.BATCH_PAGES <= store.sets <= 21
     assert leftover_tables(datasets_conn) == []
     with datasets_conn.cursor() as cursor:
         cursor.execute('SELECT count(*) FROM dataflow.pages')
@@ -125,6 +126,43 @@ def test_concurrent_ingest_loads_every_page_exactly_once(do, spec, source, datas
                        'FROM dataflow.load_history h JOIN dataflow.runs r USING (run_key)')
         assert cursor.fetchall() == [('omis_dataset', 'OMISDatasetPipeline', None, 2050, source.omis.url, True, True)]
     datasets_conn.commit()
+
+
+class HeldFirstSet(MemoryPageStore):
+    """Holds the first store until released, and records how many pages each value held."""
+
+    def __init__(self):
+        super().__init__()
+        self.released, self.pages_per_value = threading.Event(), []
+
+    def set(self, key, value):
+        self.pages_per_value.append(value.count(',') + 1)
+        if len(self.pages_per_value) == 1:
+            assert self.released.wait(60)
+        super().set(key, value)
+
+
+def test_pages_that_queue_up_while_storing_is_behind_are_stored_as_one_value(do, source, datasets_conn):
+    source.omis.put(*(omis_record(i) for i in range(2050)))  # 21 pages
+    store = HeldFirstSet()
+    queued = steps._PageStorer.QUEUE_PAGES
+    ready = threading.Thread(target=lambda: wait_for(lambda: source.omis.requests[queued + 1]))
+    ready.start()
+    # Page 0 is being stored; pages 1..QUEUE_PAGES wait in the queue once page
+    # QUEUE_PAGES + 1 has been asked for: then storing goes on.
+    threading.Thread(target=lambda: (ready.join(), store.released.set())).start()
+    summary = run_all(do, run_context(), store)
+    assert summary['rows_after'] == 2050
+    assert loaded_rows(datasets_conn) == source_rows(source)
+    assert store.pages_per_value[:2] == [1, steps._PageStorer.BATCH_PAGES]
+    assert sum(store.pages_per_value) == 21 and store.gets == store.sets == len(store.pages_per_value)
+
+
+def wait_for(condition, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, 'timed out'
+        time.sleep(0.01)
 
 
 def test_a_second_run_replaces_the_table(do, source, datasets_conn):

@@ -13,7 +13,7 @@ def test_pages_round_trip_and_shrink():
 
 
 def test_a_value_not_stored_by_dataflow_is_refused_by_key():
-    with pytest.raises(DataflowError, match="Variable some-key does not hold a page stored by data-flow \\(codec 'z1'\\)"):
+    with pytest.raises(DataflowError, match="some-key does not hold a page stored by data-flow \\(codec 'z1'\\)"):
         pagestore.decode_page('z1:abc', 'some-key')
 
 

@@ -12,7 +12,7 @@ from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
 from dataflow.definitions.datasets import DatasetPipelineSpec
-from dataflow.load.copy import RecordRenderer
+from dataflow.load.copy import Pages, RecordRenderer
 
 
 # What publishing records in its own transaction: (cursor, rows before, rows after, warnings).
@@ -37,8 +37,9 @@ class LoadStrategy(Protocol):
         """Make ready to take the run's pages (committed); a name for the logs."""
 
     def load(self, cursor: Cursor, spec: DatasetPipelineSpec, run_key: str, renderer: RecordRenderer,
-             payload: bytes, page: str) -> None:
-        """Load one rendered page in the cursor's transaction (the caller commits)."""
+             payload: bytes, pages: Pages) -> None:
+        """Load rendered pages (`pages`: each one's URL and rows, in the order `payload` holds
+        them) in the cursor's transaction (the caller commits)."""
 
     def publish(self, conn: Connection, spec: DatasetPipelineSpec, run_key: str, expected_rows: int,
                 record: Record) -> Published:

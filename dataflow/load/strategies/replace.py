@@ -25,7 +25,7 @@ from dataflow.errors import RunNotSwapped, SwapError
 from dataflow.load import catalog, quality
 from dataflow.load.catalog import DEFAULT_SCHEMA, DependentView, qualified
 from dataflow.load.connection import connection_lost
-from dataflow.load.copy import RecordRenderer, copy_payload
+from dataflow.load.copy import Pages, RecordRenderer, copy_payload
 from dataflow.load.ddl import create_table, derived_name, drop_table
 from dataflow.load.strategies import Published, Record
 
@@ -62,8 +62,8 @@ class ReplaceStrategy:
         return staging
 
     def load(self, cursor: Cursor, spec: DatasetPipelineSpec, run_key: str, renderer: RecordRenderer,
-             payload: bytes, page: str) -> None:
-        copy_payload(cursor, staging_table_name(spec.table_name, run_key), renderer, payload, page)
+             payload: bytes, pages: Pages) -> None:
+        copy_payload(cursor, staging_table_name(spec.table_name, run_key), renderer, payload, pages)
 
     def publish(self, conn: Connection, spec: DatasetPipelineSpec, run_key: str, expected_rows: int,
                 record: Record) -> Published:
