@@ -1,25 +1,30 @@
 """The dataset pipeline on a real Airflow stack (api-server, scheduler, dag-processor,
-Celery worker), against a single-process baseline measured in the same run.
+Celery worker), against a single-process baseline measured in the same run, with each
+page store, and dlt beside it.
 
     .venv/bin/python bench/pipeline.py --rows 100000 1000000
+    .venv/bin/python bench/pipeline.py --rows 100000 --stores variables --no-dlt
     .venv/bin/python bench/pipeline.py --rows 1000 --handoff      # + Variable hand-off vs plain JSON
 
-For each N it serves N OMIS-shaped rows (about 900 bytes of JSON each, with nulls,
-timestamps, unicode) from the Hawk demo source in a process of its own, then:
-- the baseline: one process, one thread, fetching every page with the same Hawk checks
-  and COPYing it into a staging table, then swapping it in (`serial_baseline` below);
-- the pipeline: triggers OMISDatasetPipeline and reads its tasks' summaries.
+For each page store (`--stores`: Airflow Variables, the default store, then a directory,
+PAGE_STORE=file://..., the worker started again with it):
+- a 1-page dataset: trigger to swapped, the median of `--small-runs` runs after a warm-up,
+  and the timeline of its tasks (queued, started, ended): the fixed cost of a run;
+- for each N of `--rows`, N OMIS-shaped rows (about 1.4 KB of JSON each, with nulls,
+  timestamps, unicode) served by the Hawk demo source in a process of its own (bench.demo_source):
+  - the baseline: one process, one thread, fetching every page with the same Hawk checks
+    and COPYing it into a staging table, then swapping it in (`serial_baseline` below);
+  - with the first store, dlt loading the same source (bench.dlt_load), as a ratio to it;
+  - the pipeline: triggers OMISDatasetPipeline and reads its tasks' summaries.
 It prints rows/s end to end (trigger to swapped) and as a ratio to the baseline, the time
 of each stage, the peak RSS of the fetch and ingest task processes, and how long the swap
 held its lock.
 """
-
 import argparse
 import collections
 import datetime
 import json
 import logging
-import multiprocessing
 import os
 import secrets
 import shutil
@@ -29,8 +34,11 @@ import tempfile
 import threading
 import time
 
+import importlib.metadata
+
 import psutil
 import psycopg2
+from psycopg2 import sql
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -43,34 +51,12 @@ from dataflow.pipelines.datasets import OMISDatasetPipeline  # noqa: E402
 from dataflow.sources.connection import hawk_source  # noqa: E402
 from devstack import services  # noqa: E402
 from devstack.airflow_stack import AirflowStack  # noqa: E402
-from devstack.datahub_records import omis_record  # noqa: E402
-from devstack.source_api import DemoSource  # noqa: E402
+from bench.demo_source import HAWK_ID, Source  # noqa: E402
+from bench.dlt_load import run_dlt  # noqa: E402
 
 DAG_ID = 'OMISDatasetPipeline'
-HAWK_ID = 'bench'
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def serve(hawk_key, rows, page_size, port, ready):
-    source = DemoSource(HAWK_ID, hawk_key, page_size=page_size, port=port)
-    source.omis.put(*(omis_record(i) for i in range(rows)))
-    ready.put(source.url)
-    source._server.serve_forever()
-
-
-class Source:
-    """The demo source in a process of its own, so that it does not share a GIL with
-    whatever it is measured against."""
-
-    def __init__(self, hawk_key, rows, page_size, port):
-        ready = multiprocessing.Queue()
-        self.process = multiprocessing.Process(target=serve, args=(hawk_key, rows, page_size, port, ready), daemon=True)
-        self.process.start()
-        self.url = ready.get(timeout=1200)
-
-    def stop(self):
-        self.process.terminate()
-        self.process.join()
+DLT_VERSION = importlib.metadata.version('dlt')
 
 
 def _time(value):
@@ -147,7 +133,11 @@ def run_pipeline(stack, rows, profile_to=None):
     if profiler:
         profiler.stop()
     if run['state'] != 'success':
-        raise SystemExit(f'{run_id} failed: {stack.api.task_states(DAG_ID, run_id)}')
+        states = stack.api.task_states(DAG_ID, run_id)
+        for task, state in states.items():
+            if state == 'failed':
+                print(f'--- log of {task}:\n{stack.api.task_log(DAG_ID, run_id, task)[-3000:]}')
+        raise SystemExit(f'{run_id} failed: {states}')
     instances = {ti['task_id']: ti for ti in stack.api.task_instances(DAG_ID, run_id)}
     triggered = _time(run['queued_at'] or run['start_date'])
     to_swap = (_time(instances['swap']['end_date']) - triggered).total_seconds()
@@ -209,6 +199,24 @@ def run_baseline(source_url, hawk_key, datasets_dsn):
         conn.close()
 
 
+def report_dlt(rows, baseline, dlt):
+    if dlt['rows'] != rows:
+        raise SystemExit(f'dlt loaded {dlt["rows"]} rows of {rows}')
+    print(f'\n(dlt {DLT_VERSION}, rest_api source -> postgres, as its docs configure it, on the same source: '
+          f'{dlt["rows_per_s"]:,.0f} rows/s ({dlt["seconds"]:.1f} s) = {dlt["rows_per_s"] / baseline:.2f} x the baseline '
+          f'measured for the next run; peak RSS {dlt["peak_rss_mb"]:.0f} MB)')
+
+
+def drop_target(datasets_dsn):
+    conn = psycopg2.connect(datasets_dsn)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(sql.SQL('DROP TABLE IF EXISTS {}').format(sql.Identifier(OMISDatasetPipeline.table_name)))
+        conn.commit()
+    finally:
+        conn.close()
+
+
 def report(rows, baseline, pipeline):
     fetch, ingest, swap = pipeline['fetch'], pipeline['ingest'], pipeline['swap']
     rate = rows / pipeline['seconds']
@@ -218,9 +226,10 @@ def report(rows, baseline, pipeline):
     print(f'pipeline, trigger -> swapped {rate:10,.0f} rows/s  ({pipeline["seconds"]:.1f} s)  '
           f'= {rate / baseline:.2f} x baseline')
     print(f'fetch task                   {fetch["seconds"]:8.1f} s: render+encode {fetch["render_seconds"]:.1f} s, '
-          f'Variable writes+ledger {fetch["store_seconds"]:.1f} s, fetching the rest; '
-          f'{fetch["source_bytes"] / 1e6:.0f} MB of JSON stored as {fetch["stored_bytes"] / 1e6:.0f} MB')
-    print(f'ingest tasks ({len(busy)} loaded)      Variable reads+decode {sum(i["read_seconds"] for i in ingest):.1f} s, '
+          f'storing+ledger {fetch["store_seconds"]:.1f} s, fetching the rest; '
+          f'{fetch["source_bytes"] / 1e6:.0f} MB of JSON stored as {fetch["stored_bytes"] / 1e6:.0f} MB '
+          f'in {fetch["stored_values"]} values')
+    print(f'ingest tasks ({len(busy)} loaded)      reads+decode {sum(i["read_seconds"] for i in ingest):.1f} s, '
           f'COPY+commit {sum(i["copy_seconds"] for i in ingest):.1f} s (summed over tasks); '
           f'pages per task {sorted(i["pages"] for i in ingest)}')
     print(f'peak RSS                     fetch {fetch["peak_rss_mb"]:.0f} MB, ingest max '
@@ -266,6 +275,9 @@ def main():
     parser.add_argument('--page-size', type=int, default=1000)
     parser.add_argument('--worker-concurrency', type=int, default=5, help='fetch + INGEST_TASK_CONCURRENCY')
     parser.add_argument('--ingest-concurrency', type=int, default=4)
+    parser.add_argument('--stores', nargs='+', default=['variables', 'directory'],
+                        help='page stores to run with: variables (the default store; first), directory')
+    parser.add_argument('--no-dlt', dest='dlt', action='store_false', help='do not run dlt beside the pipeline')
     parser.add_argument('--small-runs', type=int, default=3, help='1-page runs to take the median of')
     parser.add_argument('--handoff', action='store_true', help='also time the Variable hand-off vs plain JSON')
     parser.add_argument('--profile', metavar='DIR', help='py-spy the task processes of the largest run into DIR')
@@ -295,21 +307,34 @@ def main():
                      # The hand-off DAG imports devstack, which is not installed: it is found here.
                      'PYTHONPATH': os.path.dirname(HERE)},
             )
-            with stack:
+            with stack, tempfile.TemporaryDirectory(prefix='dataflow-bench-pages-') as pages:
                 stack.api.wait_dag(DAG_ID)
-                one_page(stack, hawk_key, source_port, args.page_size, args.small_runs)
-                for rows in args.rows:
-                    source = Source(hawk_key, rows, args.page_size, source_port)
-                    try:
-                        baseline = run_baseline(source.url, hawk_key, datasets_dsn)
-                        profile_to = args.profile if args.profile and rows == max(args.rows) else None
-                        pipeline = run_pipeline(stack, rows, profile_to)
-                    finally:
-                        source.stop()
-                    report(rows, baseline, pipeline)
-                    if profile_to:
-                        print('(profiled: py-spy samples every task process, which slows the run)')
-                        summarise_profiles(profile_to, pipeline['task_ids'])
+                stores = {'variables': {}, 'directory': {'PAGE_STORE': f'file://{pages}'}}
+                for number, store in enumerate(args.stores):
+                    if number:  # the page store is the workers' setting: start the worker again with it
+                        stack.stop_component('worker')
+                        stack.start_component('worker', env=stores[store])
+                    elif stores[store]:
+                        raise SystemExit(f'the first store must be the default one, variables; got {store}')
+                    print(f'\n######## page store: {store} {stores[store].get("PAGE_STORE", "(Airflow Variables)")}')
+                    drop_target(datasets_dsn)  # else the 1-page run fails the row-count gate
+                    one_page(stack, hawk_key, source_port, args.page_size, args.small_runs)
+                    for rows in args.rows:
+                        source = Source(hawk_key, rows, args.page_size, source_port)
+                        try:
+                            baseline = run_baseline(source.url, hawk_key, datasets_dsn)
+                            if args.dlt and number == 0:
+                                report_dlt(rows, baseline, run_dlt(source.url, HAWK_ID, hawk_key, datasets_dsn,
+                                                                   'omis_dlt'))
+                            profile_to = (os.path.join(args.profile, store)
+                                          if args.profile and rows == max(args.rows) else None)
+                            pipeline = run_pipeline(stack, rows, profile_to)
+                        finally:
+                            source.stop()
+                        report(rows, baseline, pipeline)
+                        if profile_to:
+                            print('(profiled: py-spy samples every task process, which slows the run)')
+                            summarise_profiles(profile_to, pipeline['task_ids'])
                 if args.handoff:
                     stack.api.wait_dag('dataflow_handoff_bench')
                     handoff_benchmark(stack, 30)

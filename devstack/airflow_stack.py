@@ -21,7 +21,8 @@ import requests
 from cryptography.fernet import Fernet
 
 import dataflow.airflow
-from dataflow.deploy.environment import AUTH_SETTINGS, PLUGINS_FOLDER, RECOVERY_SETTINGS, sso_settings
+from dataflow.deploy.environment import (AUTH_SETTINGS, LATENCY_SETTINGS, PLUGINS_FOLDER, RECOVERY_SETTINGS,
+                                         sso_settings)
 from dataflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class AirflowStack:
             'AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL': '10',
             'AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL': '2',
             **RECOVERY_SETTINGS,
+            **LATENCY_SETTINGS,
             'AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC': '2',
             'AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK': 'False',
         }

@@ -95,3 +95,10 @@ def test_the_other_shipped_pipelines_load_data_hubs_shapes_exactly(fresh_target,
     spec = discover().specs[dag_id]
     assert target_rows(stack, spec) == expected_rows(spec, getattr(stack.source, dataset).records())
     assert leftovers(stack) == ([], [])
+
+
+def test_the_worker_loaded_the_engine_before_forking_its_pool(stack):
+    """LATENCY_SETTINGS' celery_config: the worker process itself, which runs no task, has
+    pglast's C parser mapped, so every task forked from it starts with the engine loaded."""
+    with open(f'/proc/{stack.airflow.processes["worker"].pid}/maps') as maps:
+        assert 'pglast/parser' in maps.read()

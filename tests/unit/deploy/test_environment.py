@@ -122,6 +122,15 @@ def test_every_process_gets_the_recovery_settings_unless_the_environment_sets_it
     assert 'AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT' not in worker  # the scheduler's alone
 
 
+def test_workers_preload_the_engine_and_the_scheduler_looks_again_soon_unless_set_otherwise():
+    master, _ = environment.build('master', {**BOUND, **SECRETS, 'AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME': '1'})
+    worker, _ = environment.build('worker', {**BOUND, 'DATAFLOW_MASTER_URL': 'http://master.apps.internal:8080'})
+    preload = 'dataflow.airflow.celery_config.CELERY_CONFIG'
+    assert master['AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS'] == worker['AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS'] == preload
+    assert master['AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME'] == '1'
+    assert environment.build('master', {**BOUND, **SECRETS})[0]['AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME'] == '0.2'
+
+
 def test_sso_sign_ins_last_sso_session_hours_and_the_oauth_code_is_masked():
     env, _ = environment.build('master', {**BOUND, **SECRETS})
     # Eight hours by default: FAB's idle and absolute session limits, the API tokens' life.
