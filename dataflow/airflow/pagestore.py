@@ -17,17 +17,15 @@ through the amazon provider and s3fs, with an optional Airflow connection). Its 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import re
-import urllib.parse
 import uuid
 from typing import Any
 
 from airflow.sdk import ObjectStoragePath, Variable
 from airflow.sdk.execution_time.secrets.execution_api import ExecutionAPISecretsBackend
 
-from dataflow.errors import ConfigurationError, PageMissing
+from dataflow.errors import PageMissing
 from dataflow.runs.pagestore import PageStore
 from dataflow.settings import PAGE_STORE_VARIABLES, Settings
 
@@ -171,7 +169,4 @@ def page_store_for(config: Settings) -> PageStore:
     """The page store PAGE_STORE and PAGE_STORE_CONN_ID select (dataflow.settings checks them)."""
     if config.page_store == PAGE_STORE_VARIABLES:
         return VariablePageStore()
-    if urllib.parse.urlsplit(config.page_store).scheme == 's3' and importlib.util.find_spec('s3fs') is None:
-        raise ConfigurationError(f'PAGE_STORE {config.page_store} needs the s3fs package, which is not installed '
-                                 '(the amazon provider reaches S3 through it)')
     return ObjectStoragePageStore(config.page_store, conn_id=config.page_store_conn_id or None)

@@ -1,8 +1,6 @@
 """Which page store a deployment uses (PAGE_STORE, PAGE_STORE_CONN_ID), how its settings are
 checked, and how keys map to object names and back."""
 
-import importlib.util
-
 import pytest
 
 from dataflow.airflow.pagestore import ObjectStoragePageStore, VariablePageStore, key_of, object_name, page_store_for
@@ -12,8 +10,6 @@ from dataflow.runs import pagestore
 from dataflow.settings import Settings
 from tests.support.omis import omis_spec
 from tests.support.settings import use_settings
-
-S3FS_INSTALLED = importlib.util.find_spec('s3fs') is not None
 
 
 def page_store_settings(**environ):
@@ -74,16 +70,14 @@ def test_variables_are_the_default_store_and_a_url_selects_an_object_store(tmp_p
     assert (store.url, store.base.protocol, store.base.conn_id) == (f'file://{tmp_path}', 'file', None)
 
 
-@pytest.mark.skipif(S3FS_INSTALLED, reason='s3fs is installed')
-def test_an_s3_store_without_s3fs_is_a_configuration_error():
-    with pytest.raises(ConfigurationError, match='PAGE_STORE s3://data-flow-bucket/pages needs the s3fs package'):
-        page_store_for(Settings.from_environ({'PAGE_STORE': 's3://data-flow-bucket/pages'}))
-
-
-@pytest.mark.skipif(not S3FS_INSTALLED, reason='s3fs is not installed')
-def test_an_s3_url_selects_s3():
-    store = page_store_for(Settings.from_environ({'PAGE_STORE': 's3://data-flow-bucket/pages'}))
-    assert isinstance(store, ObjectStoragePageStore) and store.base.protocol == 's3'
+def test_an_s3_url_selects_s3_through_the_connection_named():
+    # Building the store reaches nothing: the connection is looked up at the first call
+    # (tests/integration/test_s3_pagestore.py makes those calls).
+    store = page_store_for(Settings.from_environ({'PAGE_STORE': 's3://data-flow-bucket/pages',
+                                                  'PAGE_STORE_CONN_ID': 'pages_s3'}))
+    assert isinstance(store, ObjectStoragePageStore)
+    assert (store.url, store.base.protocol, store.base.conn_id) == ('s3://data-flow-bucket/pages', 's3', 'pages_s3')
+    assert page_store_for(Settings.from_environ({'PAGE_STORE': 's3://data-flow-bucket'})).base.conn_id is None
 
 
 def test_the_airflow_tasks_use_the_store_the_settings_select(monkeypatch, tmp_path):
