@@ -149,13 +149,17 @@ class _PageStorer(threading.Thread):
     come, while the fetch thread goes on fetching and rendering the next ones: both spend
     much of their time waiting, on the source and on the page store.
 
-    When storing falls behind, the pages that have queued up meanwhile are stored as one
-    value (up to BATCH_PAGES): a store's cost is mostly per call (a Variable is a round trip
-    through the api-server and a transaction), so batches let storing keep up with the
-    source. When it keeps up, each page is stored alone, at once."""
+    Pages are stored in batches, one value each: a store's cost is mostly per call (a
+    Variable is a round trip through the api-server and a transaction, and the ledger row
+    another), so storing keeps up with the source. A batch is at least MIN_BATCH pages,
+    unless the source ends or its first page has waited MAX_WAIT_SECONDS (a slow source's
+    pages are not held back for long), and at most BATCH_PAGES: the pages that queued up
+    while the last batch was being stored."""
 
-    QUEUE_PAGES = 8   # rendered pages waiting to be stored, at most: bounds memory
-    BATCH_PAGES = 8   # pages stored as one value, at most: bounds an ingest task's memory
+    QUEUE_PAGES = 8        # rendered pages waiting to be stored, at most: bounds memory
+    MIN_BATCH = 4
+    BATCH_PAGES = 8        # pages stored as one value, at most: bounds an ingest task's memory
+    MAX_WAIT_SECONDS = 1.0
 
     def __init__(self, conn: Connection, store: PageStore, run: RunContext, owner: str) -> None:
         super().__init__(name='page-storer', daemon=True)
@@ -199,9 +203,13 @@ class _PageStorer(threading.Thread):
         if first is None:
             return [], True
         batch = [first]
+        deadline = time.monotonic() + self.MAX_WAIT_SECONDS
         while len(batch) < self.BATCH_PAGES:
             try:
-                item = self.queue.get_nowait()
+                if len(batch) < self.MIN_BATCH:
+                    item = self.queue.get(timeout=max(deadline - time.monotonic(), 0.0))
+                else:
+                    item = self.queue.get_nowait()
             except queue.Empty:
                 break
             if item is None:

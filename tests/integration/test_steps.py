@@ -16,6 +16,7 @@ from dataflow.load import catalog
 from dataflow.runs import ledger, pagestore, steps
 from dataflow.runs.pagestore import MemoryPageStore
 from devstack.datahub_records import omis_record
+from devstack.source_api import Hold
 from tests.support.omis import omis_spec, paged_last
 from tests.support.postgres import leftover_tables
 from tests.support.runs import ports
@@ -54,6 +55,14 @@ class Steps:
 @pytest.fixture
 def spec(source):
     return omis_spec()
+
+
+@pytest.fixture
+def one_page_per_value(monkeypatch):
+    """Each page stored as a value of its own, at once: for tests of what happens to a
+    given page (batches: the tests of _PageStorer below)."""
+    monkeypatch.setattr(steps._PageStorer, 'MIN_BATCH', 1)
+    monkeypatch.setattr(steps._PageStorer, 'BATCH_PAGES', 1)
 
 
 @pytest.fixture
@@ -146,16 +155,50 @@ def test_pages_that_queue_up_while_storing_is_behind_are_stored_as_one_value(do,
     source.omis.put(*(omis_record(i) for i in range(2050)))  # 21 pages
     store = HeldFirstSet()
     queued = steps._PageStorer.QUEUE_PAGES
-    ready = threading.Thread(target=lambda: wait_for(lambda: source.omis.requests[queued + 1]))
-    ready.start()
-    # Page 0 is being stored; pages 1..QUEUE_PAGES wait in the queue once page
-    # QUEUE_PAGES + 1 has been asked for: then storing goes on.
-    threading.Thread(target=lambda: (ready.join(), store.released.set())).start()
+
+    def release_when_the_queue_is_full():
+        # While the first batch (pages 0..k-1) is being stored, fetch queues pages
+        # k..k+QUEUE_PAGES-1 and then asks for the next page, which it cannot queue.
+        wait_for(lambda: store.pages_per_value and source.omis.requests[store.pages_per_value[0] + queued])
+        store.released.set()
+
+    threading.Thread(target=release_when_the_queue_is_full, daemon=True).start()
     summary = run_all(do, run_context(), store)
     assert summary['rows_after'] == 2050
     assert loaded_rows(datasets_conn) == source_rows(source)
-    assert store.pages_per_value[:2] == [1, steps._PageStorer.BATCH_PAGES]
+    assert store.pages_per_value[1] == steps._PageStorer.BATCH_PAGES
     assert sum(store.pages_per_value) == 21 and store.gets == store.sets == len(store.pages_per_value)
+
+
+def test_pages_are_stored_at_least_min_batch_at_a_time_until_the_source_ends(do, source, datasets_conn, monkeypatch):
+    monkeypatch.setattr(steps._PageStorer, 'MAX_WAIT_SECONDS', 120.0)  # never the reason here
+    source.omis.put(*(omis_record(i) for i in range(2050)))  # 21 pages
+    store = HeldFirstSet()
+    store.released.set()
+    run_all(do, run_context(), store)
+    assert loaded_rows(datasets_conn) == source_rows(source)
+    assert all(pages >= steps._PageStorer.MIN_BATCH for pages in store.pages_per_value[:-1])
+    assert sum(store.pages_per_value) == 21 and len(store.pages_per_value) <= 21 // steps._PageStorer.MIN_BATCH + 1
+
+
+def test_a_slow_sources_page_is_stored_after_max_wait_without_the_pages_after_it(do, source, datasets_conn,
+                                                                                   monkeypatch):
+    monkeypatch.setattr(steps._PageStorer, 'MAX_WAIT_SECONDS', 0.2)
+    source.omis.put(*(omis_record(i) for i in range(250)))  # 3 pages
+    second_page = Hold()
+    source.omis.fail_next(1, second_page)
+    store = HeldFirstSet()
+    store.released.set()
+    fetching = threading.Thread(target=do.fetch, args=(run_context(), store))
+    fetching.start()
+    try:
+        second_page.wait_reached(60)
+        wait_for(lambda: store.sets == 1)  # page 0, alone, while page 1 is still on its way
+        assert store.pages_per_value == [1]
+    finally:
+        second_page.release()
+    fetching.join(60)
+    assert store.pages_per_value == [1, 2] and not fetching.is_alive()
 
 
 def wait_for(condition, timeout=60):
@@ -175,7 +218,7 @@ def test_a_second_run_replaces_the_table(do, source, datasets_conn):
     assert loaded_rows(datasets_conn) == source_rows(source)
 
 
-def test_fetch_retry_resumes_after_the_last_stored_page(do, source, datasets_conn):
+def test_fetch_retry_resumes_after_the_last_stored_page(one_page_per_value, do, source, datasets_conn):
     source.omis.put(*(omis_record(i) for i in range(450)))
     store, run = MemoryPageStore(), run_context(try_number=1, max_tries=2)
     do.create(run)
@@ -281,7 +324,7 @@ def test_a_crash_mid_page_leaves_the_page_for_another_task(do, source, datasets_
     assert loaded_rows(datasets_conn) == source_rows(source)
 
 
-def test_fetch_fails_on_a_bad_record_before_storing_its_page(do, source, datasets_conn):
+def test_fetch_fails_on_a_bad_record_before_storing_its_page(one_page_per_value, do, source, datasets_conn):
     broken = paged_last(omis_record(150))
     broken['company__name'] = None
     source.omis.put(*(omis_record(i) for i in range(150)), broken)
@@ -393,7 +436,7 @@ def test_a_fetch_given_up_for_lost_writes_nothing_once_a_later_try_took_over(do,
     assert store.values == {}
 
 
-def test_ingest_waits_for_a_page_another_transaction_holds(do, source, datasets_conn, datasets_dsn, monkeypatch):
+def test_ingest_waits_for_a_page_another_transaction_holds(one_page_per_value, do, source, datasets_conn, datasets_dsn, monkeypatch):
     """Fetch is done, but a task that died still holds page 0 (until the server ends its
     session): ingest must not finish, or the run could never be published."""
     use_settings(monkeypatch, ingest_idle_reschedule_seconds=30.0)
@@ -440,7 +483,7 @@ class KillsItsSession:
         return getattr(self.store, name)
 
 
-def test_ingest_reconnects_when_its_session_is_killed_and_loads_each_row_once(do, source, datasets_conn,
+def test_ingest_reconnects_when_its_session_is_killed_and_loads_each_row_once(one_page_per_value, do, source, datasets_conn,
                                                                                datasets_dsn, caplog):
     source.omis.put(*(omis_record(i) for i in range(250)))
     store, run = MemoryPageStore(), run_context()
