@@ -55,6 +55,7 @@ from bench.demo_source import HAWK_ID, Source  # noqa: E402
 from bench.dlt_load import run_dlt  # noqa: E402
 
 DAG_ID = 'OMISDatasetPipeline'
+BASELINE_TABLE = 'omis_baseline'
 HERE = os.path.dirname(os.path.abspath(__file__))
 DLT_VERSION = importlib.metadata.version('dlt')
 
@@ -190,7 +191,7 @@ def serial_baseline(spec, client, conn):
 
 def run_baseline(source_url, hawk_key, datasets_dsn):
     spec = dataset_pipeline_spec(type(DAG_ID, (OMISDatasetPipeline,), {
-        'table_name': 'omis_baseline', 'min_rows_ratio': None}))
+        'table_name': BASELINE_TABLE, 'min_rows_ratio': None}))
     client = hawk_source(HAWK_ID, hawk_key, 'sha256', settings.current(), base_url=source_url)
     conn = psycopg2.connect(datasets_dsn)
     try:
@@ -207,12 +208,17 @@ def report_dlt(rows, baseline, dlt):
           f'measured for the next run; peak RSS {dlt["peak_rss_mb"]:.0f} MB)')
 
 
-def drop_target(datasets_dsn):
+def fresh_tables(datasets_dsn):
+    """Drop the tables of earlier runs and flush what they left in PostgreSQL's buffers, so
+    that the next figures pay neither for dropping an earlier run's table nor for writing
+    out its pages (a 1M-row run leaves more than a GB to checkpoint)."""
     conn = psycopg2.connect(datasets_dsn)
+    conn.autocommit = True
     try:
         with conn.cursor() as cursor:
-            cursor.execute(sql.SQL('DROP TABLE IF EXISTS {}').format(sql.Identifier(OMISDatasetPipeline.table_name)))
-        conn.commit()
+            for table in (OMISDatasetPipeline.table_name, BASELINE_TABLE):
+                cursor.execute(sql.SQL('DROP TABLE IF EXISTS {}').format(sql.Identifier(table)))
+            cursor.execute('CHECKPOINT')
     finally:
         conn.close()
 
@@ -317,15 +323,17 @@ def main():
                     elif stores[store]:
                         raise SystemExit(f'the first store must be the default one, variables; got {store}')
                     print(f'\n######## page store: {store} {stores[store].get("PAGE_STORE", "(Airflow Variables)")}')
-                    drop_target(datasets_dsn)  # else the 1-page run fails the row-count gate
+                    fresh_tables(datasets_dsn)  # also: a 1-page run after a 1M-row one fails the row-count gate
                     one_page(stack, hawk_key, source_port, args.page_size, args.small_runs)
                     for rows in args.rows:
                         source = Source(hawk_key, rows, args.page_size, source_port)
+                        fresh_tables(datasets_dsn)
                         try:
                             baseline = run_baseline(source.url, hawk_key, datasets_dsn)
                             if args.dlt and number == 0:
                                 report_dlt(rows, baseline, run_dlt(source.url, HAWK_ID, hawk_key, datasets_dsn,
                                                                    'omis_dlt'))
+                            fresh_tables(datasets_dsn)
                             profile_to = (os.path.join(args.profile, store)
                                           if args.profile and rows == max(args.rows) else None)
                             pipeline = run_pipeline(stack, rows, profile_to)

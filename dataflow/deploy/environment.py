@@ -89,6 +89,11 @@ LATENCY_SETTINGS = {
     # 1 s): a finished task's successor is queued that much sooner, for a few idle queries
     # more per second.
     'AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME': '0.2',
+    # A task's supervisor waits for its process this long at a time (Airflow's default 5 s):
+    # when the process closes its sockets before it exits, the supervisor sees the exit only
+    # when the wait ends, and the worker slot stays taken until then. Also how often a
+    # running task heartbeats: one small call a second per running task.
+    'AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL': '1',
 }
 AUTH_SETTINGS = {
     # Single sign-on through the FAB auth manager, configured by dataflow/web/webserver_config.py.

@@ -128,6 +128,7 @@ def test_workers_preload_the_engine_and_the_scheduler_looks_again_soon_unless_se
     preload = 'dataflow.airflow.celery_config.CELERY_CONFIG'
     assert master['AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS'] == worker['AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS'] == preload
     assert master['AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME'] == '1'
+    assert worker['AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL'] == '1'  # the supervisors' wait
     assert environment.build('master', {**BOUND, **SECRETS})[0]['AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME'] == '0.2'
 
 
