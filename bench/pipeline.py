@@ -14,8 +14,8 @@ PAGE_STORE=file://..., the worker started again with it):
   timestamps, unicode) served by the Hawk demo source in a process of its own (bench.demo_source):
   - the baseline: one process, one thread, fetching every page with the same Hawk checks
     and COPYing it into a staging table, then swapping it in (`serial_baseline` below);
-  - with the first store, dlt loading the same source (bench.dlt_load), as a ratio to it;
-  - the pipeline: triggers OMISDatasetPipeline and reads its tasks' summaries.
+  - the pipeline: triggers OMISDatasetPipeline and reads its tasks' summaries;
+  - with the first store, dlt loading the same source (bench.dlt_load), as a ratio to it.
 It prints rows/s end to end (trigger to swapped) and as a ratio to the baseline, the time
 of each stage, the peak RSS of the fetch and ingest task processes, and how long the swap
 held its lock.
@@ -203,9 +203,9 @@ def run_baseline(source_url, hawk_key, datasets_dsn):
 def report_dlt(rows, baseline, dlt):
     if dlt['rows'] != rows:
         raise SystemExit(f'dlt loaded {dlt["rows"]} rows of {rows}')
-    print(f'\n(dlt {DLT_VERSION}, rest_api source -> postgres, as its docs configure it, on the same source: '
-          f'{dlt["rows_per_s"]:,.0f} rows/s ({dlt["seconds"]:.1f} s) = {dlt["rows_per_s"] / baseline:.2f} x the baseline '
-          f'measured for the next run; peak RSS {dlt["peak_rss_mb"]:.0f} MB)')
+    print(f'dlt {DLT_VERSION} (rest_api -> postgres) {dlt["rows_per_s"]:10,.0f} rows/s  ({dlt["seconds"]:.1f} s)  '
+          f'= {dlt["rows_per_s"] / baseline:.2f} x baseline; peak RSS {dlt["peak_rss_mb"]:.0f} MB '
+          '(its rest_api source and postgres destination as its docs configure them, on the same source)')
 
 
 def fresh_tables(datasets_dsn):
@@ -241,6 +241,10 @@ def report(rows, baseline, pipeline):
     print(f'peak RSS                     fetch {fetch["peak_rss_mb"]:.0f} MB, ingest max '
           f'{max(i["peak_rss_mb"] for i in ingest):.0f} MB')
     print(f'swap                         lock held {swap["lock_ms"]:.1f} ms; {swap["rows_before"]} -> {swap["rows_after"]} rows')
+    times = pipeline['timeline']
+    last_ingest = max(ended for task, (_, _, ended) in times.items() if task.startswith('ingest-'))
+    print(f'timeline (s after trigger)   fetch {times["fetch"][1]:.1f}-{times["fetch"][2]:.1f}, last ingest ended '
+          f'{last_ingest:.1f}, swap queued {times["swap"][0]:.1f}, ended {times["swap"][2]:.1f}')
 
 
 def one_page(stack, hawk_key, source_port, page_size, runs):
@@ -330,16 +334,17 @@ def main():
                         fresh_tables(datasets_dsn)
                         try:
                             baseline = run_baseline(source.url, hawk_key, datasets_dsn)
-                            if args.dlt and number == 0:
-                                report_dlt(rows, baseline, run_dlt(source.url, HAWK_ID, hawk_key, datasets_dsn,
-                                                                   'omis_dlt'))
                             fresh_tables(datasets_dsn)
                             profile_to = (os.path.join(args.profile, store)
                                           if args.profile and rows == max(args.rows) else None)
                             pipeline = run_pipeline(stack, rows, profile_to)
+                            report(rows, baseline, pipeline)
+                            if args.dlt and number == 0:
+                                fresh_tables(datasets_dsn)
+                                report_dlt(rows, baseline, run_dlt(source.url, HAWK_ID, hawk_key, datasets_dsn,
+                                                                   'omis_dlt'))
                         finally:
                             source.stop()
-                        report(rows, baseline, pipeline)
                         if profile_to:
                             print('(profiled: py-spy samples every task process, which slows the run)')
                             summarise_profiles(profile_to, pipeline['task_ids'])

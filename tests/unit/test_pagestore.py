@@ -12,6 +12,14 @@ def test_pages_round_trip_and_shrink():
     assert pagestore.decode_page(value, 'k') == payload
 
 
+def test_pages_joined_into_one_value_decode_to_their_text_in_order():
+    pages = [f'page {n}\trow {i}\n'.encode() * 3 for n in range(3) for i in range(2)]
+    joined = pagestore.join_pages([pagestore.encode_page(page) for page in pages])
+    assert joined.startswith('zstd:') and joined.count('zstd:') == 1 and joined.count(',') == len(pages) - 1
+    assert pagestore.decode_page(joined, 'k') == b''.join(pages)
+    assert pagestore.join_pages([pagestore.encode_page(pages[0])]) == pagestore.encode_page(pages[0])
+
+
 def test_a_value_not_stored_by_dataflow_is_refused_by_key():
     with pytest.raises(DataflowError, match="some-key does not hold a page stored by data-flow \\(codec 'z1'\\)"):
         pagestore.decode_page('z1:abc', 'some-key')
