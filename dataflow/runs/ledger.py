@@ -20,10 +20,13 @@ elsewhere) and wakes up later therefore writes nothing: it gets FetchSuperseded.
 
 from __future__ import annotations
 
+import select
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
@@ -225,6 +228,7 @@ def set_fetch_state(conn: Connection, run_key: str, owner: str, state: str, erro
             (state, error, pages, rows, run_key, owner),
         )
         _unless_superseded(conn, cursor, run_key, owner)
+        _notify(cursor, run_key)
     conn.commit()
 
 
@@ -306,6 +310,7 @@ def add_ready_pages(conn: Connection, run_key: str, owner: str, pages: Sequence[
             conn.rollback()
             raise FetchSuperseded(f'fetch {owner}: page {head} of run {run_key} is recorded already '
                                   f'({pages[0].url}); this fetch stops without writing')
+        _notify(cursor, run_key)
     conn.commit()
 
 
@@ -362,6 +367,45 @@ def mark_loaded(cursor: Cursor, run_key: str, page_number: int, loaded_by: str) 
         """,
         (LOADED, loaded_by, run_key, page_number, page_number),
     )
+    _notify(cursor, run_key)
+
+
+# Ingest tasks wait for news of their run on this channel instead of polling blindly: pages
+# recorded, pages loaded (the last ones let every task finish), fetch's state. Sent with the
+# transaction that makes the news (PostgreSQL delivers NOTIFY at commit); the payload is the
+# run's key.
+NEWS_CHANNEL = 'dataflow_run_news'
+
+
+def _notify(cursor: Cursor, run_key: str) -> None:
+    cursor.execute('SELECT pg_notify(%s, %s)', (NEWS_CHANNEL, run_key))
+
+
+def listen_for_news(conn: Connection) -> None:
+    """Have `conn` receive the runs' news (committed), for `wait_for_news`."""
+    with conn.cursor() as cursor:
+        cursor.execute(sql.SQL('LISTEN {}').format(sql.Identifier(NEWS_CHANNEL)))
+    conn.commit()
+
+
+def wait_for_news(conn: Connection, run_key: str, timeout: float) -> bool:
+    """Wait, outside any transaction of `conn` (see listen_for_news), until news of the run
+    arrives or `timeout` seconds pass; whether news came. Other runs' news is dropped. A
+    connection that fails while waiting counts as news: the caller's next statement finds
+    out what happened to it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        news = [n for n in conn.notifies if n.payload == run_key]
+        conn.notifies.clear()
+        if news:
+            return True
+        remaining = deadline - time.monotonic()
+        try:
+            if remaining <= 0 or not select.select([conn], [], [], remaining)[0]:
+                return False
+            conn.poll()
+        except (psycopg2.Error, OSError, ValueError):  # ValueError: a closed connection's fileno
+            return True
 
 
 def page_counts(conn: Connection, run_key: str) -> dict[str, int]:

@@ -334,11 +334,14 @@ def _close_quietly(conn: Connection | None) -> None:
 
 
 def ingest(spec: DatasetPipelineSpec, run: RunContext, ports: Ports, clock: Callable[[], float] = time.monotonic,
-           sleep: Callable[[float], None] = time.sleep) -> Summary:
-    """Claim ready pages one at a time and load them, until fetch has finished and every
-    page it recorded is loaded (by this task or another). Raises Idle when there has been
-    nothing to load for a while. Reconnects when the database goes away, for up to
-    DATASETS_DB_RETRY_SECONDS: the page being loaded then rolled back, and is claimed again."""
+           sleep: Callable[[float], None] | None = None) -> Summary:
+    """Claim ready pages one batch at a time and load them, until fetch has finished and
+    every page it recorded is loaded (by this task or another). Between looks it waits for
+    the run's news in the ledger (pages recorded or loaded, fetch's state: it looks again at
+    once), at most a doubling wait (`sleep`, when given, waits instead: tests). Raises Idle
+    when there has been nothing to load for a while. Reconnects when the database goes
+    away, for up to DATASETS_DB_RETRY_SECONDS: the pages being loaded then rolled back, and
+    are claimed again."""
     config = settings.current()
     renderer = RecordRenderer(spec.columns)
     conn: Connection | None = None
@@ -353,6 +356,7 @@ def ingest(spec: DatasetPipelineSpec, run: RunContext, ports: Ports, clock: Call
             try:
                 if conn is None:
                     conn = ports.connect()
+                    ledger.listen_for_news(conn)
                     if lost_since is not None:
                         log.info('%s: connected to the datasets database again after %.0f s', spec.name,
                                  clock() - lost_since)
@@ -374,7 +378,7 @@ def ingest(spec: DatasetPipelineSpec, run: RunContext, ports: Ports, clock: Call
                                 config.datasets_db_retry_seconds)
                 if clock() - lost_since >= config.datasets_db_retry_seconds:
                     raise
-                sleep(1.0)
+                (sleep or time.sleep)(1.0)
                 continue
             if claimed is not None:
                 read_seconds += reading
@@ -410,7 +414,10 @@ def ingest(spec: DatasetPipelineSpec, run: RunContext, ports: Ports, clock: Call
                 log.info('%s: nothing to load for %.0f s%s; handing the worker slot back', spec.name, idle,
                          f' ({unloaded} pages held by other tasks)' if unloaded else '')
                 raise Idle()
-            sleep(wait)
+            if sleep is not None:
+                sleep(wait)
+            elif conn is not None and ledger.wait_for_news(conn, run.run_key, wait):
+                continue  # news: look again at once, and wait as briefly next time
             wait = min(wait * 2, config.ingest_poll_max_seconds)
     finally:
         _close_quietly(conn)

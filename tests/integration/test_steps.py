@@ -560,3 +560,36 @@ def test_a_swap_that_lost_its_connection_is_retried_and_a_retry_after_it_committ
     with datasets_conn.cursor() as cursor:
         cursor.execute('SELECT count(*) FROM dataflow.load_history WHERE run_key = %s', (run.run_key,))
         assert cursor.fetchone()[0] == 1
+
+
+def test_a_waiting_ingest_task_hears_of_its_runs_pages_at_once_and_not_of_other_runs(do, datasets_conn,
+                                                                                      datasets_dsn):
+    run, other = run_context(), run_context(key='OMISDatasetPipeline/manual__2#0')
+    for each in (run, other):
+        do.create(each)
+        ledger.start_fetching(datasets_conn, each.run_key, do.source_url, 'a fetch', 1)
+    listener = psycopg2.connect(datasets_dsn)
+    try:
+        ledger.listen_for_news(listener)
+        page = [ledger.ReadyPage(0, 'http://source/page0', None, 1)]
+
+        ledger.add_ready_pages(datasets_conn, other.run_key, 'a fetch', page, 'key-of-the-other-run')
+        assert ledger.wait_for_news(listener, run.run_key, 0.5) is False  # another run's news
+
+        heard = []
+        waiting = threading.Thread(target=lambda: heard.append(ledger.wait_for_news(listener, run.run_key, 120)))
+        waiting.start()
+        started = time.monotonic()
+        ledger.add_ready_pages(datasets_conn, run.run_key, 'a fetch', page, 'key-of-this-run')
+        waiting.join(120)
+        assert heard == [True] and time.monotonic() - started < 60  # woken by the news, not the timeout
+
+        with datasets_conn.cursor() as cursor:  # a loaded page and fetch's state are news too
+            ledger.mark_loaded(cursor, run.run_key, 0, 'another task')
+        datasets_conn.commit()
+        assert ledger.wait_for_news(listener, run.run_key, 60) is True
+        ledger.set_fetch_state(datasets_conn, run.run_key, 'a fetch', ledger.FETCH_DONE, pages=1, rows=1)
+        assert ledger.wait_for_news(listener, run.run_key, 60) is True
+        assert ledger.wait_for_news(listener, run.run_key, 0.2) is False  # each piece of news heard once
+    finally:
+        listener.close()
