@@ -8,11 +8,13 @@ Airflow runs each step as a task (dataflow.airflow.tasks); the one-process runne
 the run's identity and its Ports (the datasets database, the source, the page store, the
 load strategy), does its part, and returns a small summary (never data).
 
-fetch pages through the source, renders each page to COPY text and stores it, then records
-it in the ledger as ready. ingest claims ready pages one at a time (SELECT ... FOR UPDATE
-SKIP LOCKED) and loads each in the same transaction that marks it loaded, so a page is
-loaded exactly once. publish makes the loaded pages the dataset once every page is loaded;
-cleanup removes what the run left behind and fails a run that did not publish.
+fetch pages through the source, renders each page to COPY text and stores pages in
+batches (one value each, see _PageStorer), then records them in the ledger as ready, a row
+per page. ingest claims a ready batch at a time (SELECT ... FOR UPDATE SKIP LOCKED) and
+loads it in the same transaction that marks its pages loaded, so a page is loaded exactly
+once; between looks it waits for the run's news in the ledger. publish makes the loaded
+pages the dataset once every page is loaded; cleanup removes what the run left behind and
+fails a run that did not publish.
 
 What infrastructure faults do to a run (docs/reliability.md has the bounds):
 - a fetch try given up for lost (its worker gone or cut off) is superseded by the next try,
