@@ -242,7 +242,7 @@ def report(rows, baseline, pipeline):
           f'{max(i["peak_rss_mb"] for i in ingest):.0f} MB')
     print(f'swap                         lock held {swap["lock_ms"]:.1f} ms; {swap["rows_before"]} -> {swap["rows_after"]} rows')
     times = pipeline['timeline']
-    last_ingest = max(ended for task, (_, _, ended) in times.items() if task.startswith('ingest-'))
+    last_ingest = max(times[task][2] for task in times if task.startswith('ingest-'))
     print(f'timeline (s after trigger)   fetch {times["fetch"][1]:.1f}-{times["fetch"][2]:.1f}, last ingest ended '
           f'{last_ingest:.1f}, swap queued {times["swap"][0]:.1f}, ended {times["swap"][2]:.1f}')
 
