@@ -60,8 +60,13 @@ def _all_null_columns(conn: Connection, spec: DatasetPipelineSpec, staging: str)
     nullable = [c for c in spec.columns if not c.type.not_null]
     if not nullable:
         return ()
-    counts = sql.SQL(', ').join(sql.SQL('count({})').format(sql.Identifier(c.name)) for c in nullable)
+    # One probe per column that stops at its first non-NULL value: a column with values
+    # costs a row or so, where counting them scanned the whole table (seconds at 1M rows).
+    table = sql.Identifier(DEFAULT_SCHEMA, staging)
+    probes = sql.SQL(', ').join(
+        sql.SQL('EXISTS (SELECT 1 FROM {} WHERE {} IS NOT NULL)').format(table, sql.Identifier(c.name))
+        for c in nullable)
     with conn.cursor() as cursor:
-        cursor.execute(sql.SQL('SELECT {} FROM {}').format(counts, sql.Identifier(DEFAULT_SCHEMA, staging)))
-        values = cursor.fetchone() or ()
-    return tuple(c.name for c, count in zip(nullable, values) if count == 0)
+        cursor.execute(sql.SQL('SELECT {}').format(probes))
+        found = cursor.fetchone() or ()
+    return tuple(c.name for c, has_values in zip(nullable, found) if not has_values)
