@@ -18,10 +18,12 @@ so the amazon provider's S3Hook finds it exactly as a worker finds one set in it
 
 import json
 import logging
+import threading
 import uuid
 
 import boto3
 import pytest
+from airflow.sdk import ObjectStoragePath
 from moto.server import ThreadedMotoServer
 
 from dataflow.airflow.pagestore import ObjectStoragePageStore, object_name, page_store_for
@@ -67,6 +69,27 @@ def conn_id(endpoint_url):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(f'AIRFLOW_CONN_{conn_id.upper()}', json.dumps({'conn_type': 'aws', 'extra': extra}))
         yield conn_id
+
+
+@pytest.fixture(scope='module', autouse=True)
+def attached(conn_id):
+    """The S3 filesystem of the connection, attached once from a thread of its own. The amazon
+    provider attaches it with asyncio.run(), which refuses to run in a thread where an event
+    loop is running, as there is in this test process once the browser tests have run
+    (Playwright's); a task process runs none. Airflow keeps the attached filesystem for the
+    protocol and connection, so the tests' stores find it attached."""
+    failed = []
+
+    def attach():
+        try:
+            ObjectStoragePath('s3://any-bucket/', conn_id=conn_id).fs
+        except Exception as exc:  # noqa: BLE001 - reported below
+            failed.append(exc)
+
+    thread = threading.Thread(target=attach)
+    thread.start()
+    thread.join(60)
+    assert not failed and not thread.is_alive(), failed
 
 
 @pytest.fixture(scope='module')
