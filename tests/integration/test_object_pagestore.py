@@ -1,6 +1,6 @@
 """ObjectStoragePageStore on a real directory (file://): the PageStore contract, writes that
 no reader sees half done, and a whole run in one process that leaves the directory empty.
-(S3 is selected by URL the same way; no S3-compatible server runs here, so it is untested.)"""
+(S3: test_s3_pagestore.py.)"""
 
 import os
 import threading
@@ -10,12 +10,8 @@ import pytest
 from dataflow.airflow import pagestore as airflow_pagestore
 from dataflow.airflow.pagestore import ObjectStoragePageStore, object_name
 from dataflow.errors import PageMissing
-from dataflow.runs import local, pagestore
-from devstack.datahub_records import omis_record
-from tests.support.expected import expected_rows, table_rows
-from tests.support.omis import omis_spec
-from tests.support.postgres import leftover_tables
-from tests.support.runs import ports
+from dataflow.runs import pagestore
+from tests.support.pagestores import load_omis_in_one_process, set_get_delete_and_keys
 
 RUN = pagestore.run_key('OMISDatasetPipeline', 'run-1', 0)
 
@@ -31,20 +27,8 @@ def store(directory):
 
 
 def test_set_get_delete_and_keys(store, directory):
-    keys = [pagestore.page_key(RUN, n, 1) for n in range(3)]
-    other = pagestore.page_key(pagestore.run_key('OtherPipeline', 'run-1', 0), 0, 1)
-    for n, key in enumerate(keys + [other]):
-        store.set(key, f'zstd:page-{n}')
-    assert [store.get(key) for key in keys] == ['zstd:page-0', 'zstd:page-1', 'zstd:page-2']
-    assert store.keys(pagestore.run_key_prefix(RUN)) == keys
-    assert store.keys('') == sorted(keys + [other])
-
-    store.set(keys[0], 'zstd:page-0 again')
-    assert store.get(keys[0]) == 'zstd:page-0 again'
-    store.delete(keys[0])
-    store.delete(keys[0])  # a missing key: nothing happens
-    assert store.keys(pagestore.run_key_prefix(RUN)) == keys[1:]
-    assert sorted(os.listdir(directory)) == sorted(object_name(k) for k in keys[1:] + [other])
+    left = set_get_delete_and_keys(store, RUN)
+    assert sorted(os.listdir(directory)) == sorted(object_name(k) for k in left)
 
 
 def test_each_key_is_one_file_named_by_its_mapped_key(store, directory):
@@ -144,10 +128,5 @@ def test_a_reader_never_sees_part_of_a_page_being_rewritten(store):
 
 def test_a_run_in_one_process_hands_its_pages_over_on_disk_and_leaves_none(source, hawk_client, datasets_dsn,
                                                                             datasets_conn, store, directory):
-    source.omis.put(*(omis_record(i) for i in range(250)))
-    spec = omis_spec()
-    result = local.run(spec, ports(datasets_dsn, hawk_client, store), 'run-1')
-    assert (result.pages, result.rows) == (3, 250)
-    assert table_rows(datasets_conn, spec) == expected_rows(spec, source.omis.records())
-    assert leftover_tables(datasets_conn) == []
+    load_omis_in_one_process(store, source, hawk_client, datasets_dsn, datasets_conn)
     assert os.listdir(directory) == []  # written (the directory was made), then every page deleted

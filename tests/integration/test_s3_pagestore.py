@@ -28,13 +28,9 @@ from moto.server import ThreadedMotoServer
 
 from dataflow.airflow.pagestore import ObjectStoragePageStore, object_name, page_store_for
 from dataflow.errors import PageMissing
-from dataflow.runs import local, pagestore
+from dataflow.runs import pagestore
 from dataflow.settings import Settings
-from devstack.datahub_records import omis_record
-from tests.support.expected import expected_rows, table_rows
-from tests.support.omis import omis_spec
-from tests.support.postgres import leftover_tables
-from tests.support.runs import ports
+from tests.support.pagestores import load_omis_in_one_process, set_get_delete_and_keys
 
 RUN = pagestore.run_key('OMISDatasetPipeline', 'run-1', 0)
 PREFIX = 'pages'
@@ -120,19 +116,8 @@ def objects(s3, bucket):
 
 
 def test_set_get_delete_and_keys(store, s3, bucket):
-    keys = [pagestore.page_key(RUN, n, 1) for n in range(3)]
-    other = pagestore.page_key(pagestore.run_key('OtherPipeline', 'run-1', 0), 0, 1)
-    for n, key in enumerate(keys + [other]):
-        store.set(key, f'zstd:page-{n}')
-    assert [store.get(key) for key in keys] == ['zstd:page-0', 'zstd:page-1', 'zstd:page-2']
-    assert store.keys(pagestore.run_key_prefix(RUN)) == keys
-    assert store.keys('') == sorted(keys + [other])
-
-    store.set(keys[0], 'zstd:page-0 again')
-    assert store.get(keys[0]) == 'zstd:page-0 again'
-    store.delete(keys[0])
-    assert store.keys(pagestore.run_key_prefix(RUN)) == keys[1:]
-    assert objects(s3, bucket) == sorted(f'{PREFIX}/{object_name(k)}' for k in keys[1:] + [other])
+    left = set_get_delete_and_keys(store, RUN)
+    assert objects(s3, bucket) == sorted(f'{PREFIX}/{object_name(k)}' for k in left)
 
 
 def test_keys_with_colons_are_objects_without_and_map_back(store, s3, bucket):
@@ -217,8 +202,6 @@ def test_page_store_for_builds_the_s3_store_from_the_settings(bucket, conn_id, s
 def test_a_run_in_one_process_hands_its_pages_over_through_s3_and_leaves_none(source, hawk_client, datasets_dsn,
                                                                               datasets_conn, store, s3, bucket,
                                                                               monkeypatch):
-    source.omis.put(*(omis_record(i) for i in range(250)))
-    spec = omis_spec()
     written, store_set = [], store.set
 
     def recorded(key, value):
@@ -226,9 +209,6 @@ def test_a_run_in_one_process_hands_its_pages_over_through_s3_and_leaves_none(so
         written.append(objects(s3, bucket))  # what the bucket holds once a set returns
 
     monkeypatch.setattr(store, 'set', recorded)
-    result = local.run(spec, ports(datasets_dsn, hawk_client, store), 'run-1')
-    assert (result.pages, result.rows) == (3, 250)
-    assert table_rows(datasets_conn, spec) == expected_rows(spec, source.omis.records())
-    assert leftover_tables(datasets_conn) == []
+    load_omis_in_one_process(store, source, hawk_client, datasets_dsn, datasets_conn)
     assert written and all(held for held in written)  # the pages went through the bucket,
     assert objects(s3, bucket) == []  # and every one was deleted
