@@ -5,7 +5,6 @@ triggers its own DAG runs and starts from an empty target table."""
 
 import dataclasses
 import os
-import secrets
 import shutil
 import uuid
 
@@ -13,11 +12,10 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from devstack import services
 from devstack.airflow_stack import AirflowStack
 from devstack.source_api import DemoSource
 from tests.support.browser import chromium
-from tests.support.e2e import E2E_HAWK_ID, INGEST_TASK_CONCURRENCY, PAGE_SIZE
+from tests.support.e2e import INGEST_TASK_CONCURRENCY, started_stack
 
 WORKER_CONCURRENCY = 2
 
@@ -75,36 +73,23 @@ def browser():
 
 @pytest.fixture(scope='session')
 def stack(pg_admin_dsn, tmp_path_factory):
-    hawk_key = secrets.token_urlsafe(24)
-    prefix = f'dataflow-e2e-{uuid.uuid4().hex[:8]}:'
-    with services.scratch_database(pg_admin_dsn, 'dataflow_e2e_meta') as metadata_dsn, \
-            services.scratch_database(pg_admin_dsn, 'dataflow_e2e_data') as datasets_dsn, \
-            services.redis_server() as redis_url, \
-            DemoSource(E2E_HAWK_ID, hawk_key, page_size=PAGE_SIZE) as source:
-        airflow = AirflowStack(
-            str(tmp_path_factory.mktemp('airflow-home')), services.url_for(metadata_dsn), redis_url,
-            services.free_port(), worker_concurrency=WORKER_CONCURRENCY, broker_key_prefix=prefix,
-            env={
-                'PYTHONPATH': copy_test_pipelines(str(tmp_path_factory.mktemp('pipelines'))),
-                'PIPELINE_PACKAGES': f'dataflow.pipelines,{E2E_PIPELINES}',
-                'HAWK_ID': E2E_HAWK_ID,
-                'HAWK_KEY': hawk_key,
-                'DATAHUB_BASE_URL': source.url,
-                'AIRFLOW_CONN_DATASETS_DB': services.url_for(datasets_dsn),
-                'INGEST_TASK_CONCURRENCY': str(INGEST_TASK_CONCURRENCY),
-                # Schedules on, as deployed; each test unpauses the DAGs it uses.
-                'AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION': 'True',
-                'TASK_RETRY_DELAY_SECONDS': '2',
-                'SOURCE_BACKOFF_BASE': '0.2',
-                'SOURCE_BACKOFF_MAX': '1',
-                'SOURCE_MAX_ATTEMPTS': '3',
-                'SOURCE_READ_TIMEOUT': '2',
-            },
-        )
-        with airflow:  # stopping it also deletes its keys under `prefix`
-            stack = Stack(airflow, source, datasets_dsn, hawk_key)
-            stack.ready('OMISDatasetPipeline')
-            yield stack
+    env = {
+        'PYTHONPATH': copy_test_pipelines(str(tmp_path_factory.mktemp('pipelines'))),
+        'PIPELINE_PACKAGES': f'dataflow.pipelines,{E2E_PIPELINES}',
+        'INGEST_TASK_CONCURRENCY': str(INGEST_TASK_CONCURRENCY),
+        # Schedules on, as deployed; each test unpauses the DAGs it uses.
+        'AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION': 'True',
+        'TASK_RETRY_DELAY_SECONDS': '2',
+        'SOURCE_BACKOFF_BASE': '0.2',
+        'SOURCE_BACKOFF_MAX': '1',
+        'SOURCE_MAX_ATTEMPTS': '3',
+        'SOURCE_READ_TIMEOUT': '2',
+    }
+    with started_stack(pg_admin_dsn, tmp_path_factory, 'dataflow_e2e', env,
+                       worker_concurrency=WORKER_CONCURRENCY) as (airflow, source, datasets_dsn, hawk_key):
+        stack = Stack(airflow, source, datasets_dsn, hawk_key)
+        stack.ready('OMISDatasetPipeline')
+        yield stack
 
 
 @pytest.fixture

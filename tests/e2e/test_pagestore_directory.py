@@ -10,7 +10,6 @@ is loaded (or deleted) before the test has looked.
 
 import dataclasses
 import os
-import secrets
 import uuid
 
 import psycopg2
@@ -18,11 +17,10 @@ import pytest
 
 from dataflow.airflow.pagestore import object_name
 from dataflow.runs import pagestore
-from devstack import services
 from devstack.airflow_stack import AirflowStack
 from devstack.datahub_records import omis_record
 from devstack.source_api import DemoSource, Hold
-from tests.support.e2e import (DAG_ID, E2E_HAWK_ID, PAGE_SIZE, expected_omis, leftovers, lock_table, staging_table_of,
+from tests.support.e2e import (DAG_ID, started_stack, expected_omis, leftovers, lock_table, staging_table_of,
                                target_rows, wait_for)
 
 pytestmark = pytest.mark.e2e
@@ -51,34 +49,22 @@ class DiskStack:
 
 @pytest.fixture(scope='module')
 def disk_stack(pg_admin_dsn, tmp_path_factory):
-    hawk_key = secrets.token_urlsafe(24)
     pages = str(tmp_path_factory.mktemp('shared-volume') / 'pages')  # made by the first page written
-    with services.scratch_database(pg_admin_dsn, 'dataflow_pages_meta') as metadata_dsn, \
-            services.scratch_database(pg_admin_dsn, 'dataflow_pages_data') as datasets_dsn, \
-            services.redis_server() as redis_url, \
-            DemoSource(E2E_HAWK_ID, hawk_key, page_size=PAGE_SIZE) as source:
-        airflow = AirflowStack(
-            str(tmp_path_factory.mktemp('airflow-home')), services.url_for(metadata_dsn), redis_url,
-            services.free_port(), worker_concurrency=3, broker_key_prefix=f'dataflow-e2e-{uuid.uuid4().hex[:8]}:',
-            components=('api-server', 'scheduler', 'dag-processor', 'worker'),
-            env={
-                'PAGE_STORE': f'file://{pages}',
-                'HAWK_ID': E2E_HAWK_ID,
-                'HAWK_KEY': hawk_key,
-                'DATAHUB_BASE_URL': source.url,
-                'AIRFLOW_CONN_DATASETS_DB': services.url_for(datasets_dsn),
-                # fetch and both ingest tasks at once, on the worker's 3 slots.
-                'INGEST_TASK_CONCURRENCY': '2',
-                'PIPELINE_SCHEDULES_ENABLED': 'false',
-                'TASK_RETRY_DELAY_SECONDS': '2',
-                'SOURCE_READ_TIMEOUT': '300',  # the held page answers late, on purpose
-            },
-        )
-        with airflow:
-            stack = DiskStack(airflow, source, datasets_dsn, pages)
-            stack.api.wait_dag(DAG_ID)
-            stack.api.unpause(DAG_ID)
-            yield stack
+    env = {
+        'PAGE_STORE': f'file://{pages}',
+        # fetch and both ingest tasks at once, on the worker's 3 slots.
+        'INGEST_TASK_CONCURRENCY': '2',
+        'PIPELINE_SCHEDULES_ENABLED': 'false',
+        'TASK_RETRY_DELAY_SECONDS': '2',
+        'SOURCE_READ_TIMEOUT': '300',  # the held page answers late, on purpose
+    }
+    with started_stack(pg_admin_dsn, tmp_path_factory, 'dataflow_pages', env, worker_concurrency=3,
+                       components=('api-server', 'scheduler', 'dag-processor', 'worker')) as (airflow, source,
+                                                                                             datasets_dsn, _):
+        stack = DiskStack(airflow, source, datasets_dsn, pages)
+        stack.api.wait_dag(DAG_ID)
+        stack.api.unpause(DAG_ID)
+        yield stack
 
 
 def recorded_keys(stack, run):

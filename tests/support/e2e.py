@@ -2,8 +2,11 @@
 the source should make it, what a finished run must not leave behind, and the means to
 pause a run where a test wants it (a lock held on a table) and to wait for what it awaits."""
 
+import contextlib
 import os
+import secrets
 import time
+import uuid
 
 import pytest
 from psycopg2 import sql
@@ -11,6 +14,9 @@ from psycopg2 import sql
 from dataflow.definitions.datasets import dataset_pipeline_spec
 from dataflow.pipelines.datasets import OMISDatasetPipeline
 from dataflow.runs.pagestore import PAGE_KEY_PREFIX
+from devstack import services
+from devstack.airflow_stack import AirflowStack
+from devstack.source_api import DemoSource
 from tests.support.expected import expected_rows, table_rows
 
 E2E_HAWK_ID = 'e2e-hawk-id'
@@ -127,3 +133,31 @@ def wait_for(condition, failure, timeout):
             return found
         time.sleep(0.5)
     pytest.fail(f'{failure} in {timeout} s')
+
+
+@contextlib.contextmanager
+def started_stack(pg_admin_dsn, tmp_path_factory, name, env, **stack_kwargs):
+    """An Airflow stack of a test module's (or session's) own, started: its metadata and
+    datasets databases (`name`_meta, `name`_data, dropped afterwards), Redis (its keys under a
+    prefix of its own, deleted when it stops) and the demo source, with the source's Hawk
+    credentials and URL and the datasets connection set, and `env`.
+    Yields (AirflowStack, DemoSource, datasets DSN, Hawk key)."""
+    hawk_key = secrets.token_urlsafe(24)
+    with services.scratch_database(pg_admin_dsn, f'{name}_meta') as metadata_dsn, \
+            services.scratch_database(pg_admin_dsn, f'{name}_data') as datasets_dsn, \
+            services.redis_server() as redis_url, \
+            DemoSource(E2E_HAWK_ID, hawk_key, page_size=PAGE_SIZE) as source:
+        airflow = AirflowStack(
+            str(tmp_path_factory.mktemp('airflow-home')), services.url_for(metadata_dsn), redis_url,
+            services.free_port(), broker_key_prefix=f'dataflow-e2e-{uuid.uuid4().hex[:8]}:',
+            env={
+                'HAWK_ID': E2E_HAWK_ID,
+                'HAWK_KEY': hawk_key,
+                'DATAHUB_BASE_URL': source.url,
+                'AIRFLOW_CONN_DATASETS_DB': services.url_for(datasets_dsn),
+                **env,
+            },
+            **stack_kwargs,
+        )
+        with airflow:
+            yield airflow, source, datasets_dsn, hawk_key
