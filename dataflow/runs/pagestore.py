@@ -1,11 +1,12 @@
-"""How fetch hands pages to ingest: a PageStore (the seam) holding each page under a key
-of its run, and the codec of what is stored.
+"""How fetch hands pages to ingest: a PageStore (the seam) holding values under keys of
+their run, and the codec of what is stored.
 
-Stores: Airflow Variables (dataflow.airflow.pagestore, the default: every Variable call
-is an HTTP round trip through the api-server, so the bytes stored decide the hand-off's
-speed) and memory (`MemoryPageStore`, for one process). A page is stored as the COPY text
-of its mapped columns (rendered by fetch), zstd-compressed and base64-encoded: for 1000
-OMIS records, 51 KB instead of 889 KB of JSON (210 KB as zlib-compressed JSON).
+Stores (dataflow.airflow.pagestore, chosen by PAGE_STORE): Airflow Variables, the default
+(every call is a round trip through the api-server, so calls and bytes decide the hand-off's
+speed), or objects in a directory or on S3; and memory (`MemoryPageStore`, for one
+process). A page is stored as the COPY text of its mapped columns (rendered by fetch),
+zstd-compressed and base64-encoded; a value holds one page or several consecutive ones
+(`join_pages`), each its own zstd frame.
 """
 
 from __future__ import annotations
